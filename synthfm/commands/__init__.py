@@ -1,0 +1,1 @@
+"""Subcommands of the ``synthfm`` CLI, one module each."""

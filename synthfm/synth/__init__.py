@@ -1,0 +1,1 @@
+"""Synthetic data engine: pure functions of an explicit np.random.Generator."""
