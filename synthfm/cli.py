@@ -13,10 +13,10 @@ import click
 from synthfm import __version__
 from synthfm.cli_support import exit_with
 
-# name -> "module:attribute"; loaded lazily so `synthfm --help` does not import torch.
+# name -> ("module:attribute", one-line help); loaded lazily so `synthfm --help` does not import torch.
 _COMMANDS = {
-    "generate": "synthfm.commands.generate:generate",
-    "segment": "synthfm.commands.segment:segment",
+    "generate": ("synthfm.commands.generate:generate", "Write synthetic training samples and a gallery."),
+    "segment": ("synthfm.commands.segment:segment", "Segment an image or volume slice from clicks."),
 }
 
 
@@ -25,11 +25,16 @@ class _LazyGroup(click.Group):
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = _COMMANDS.get(name)
-        if target is None:
+        entry = _COMMANDS.get(name)
+        if entry is None:
             return None
-        module, attr = target.split(":")
+        module, attr = entry[0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing uses the registry's help lines so that `--help` imports no command module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_line) for name, (_, help_line) in sorted(_COMMANDS.items())])
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
