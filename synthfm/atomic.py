@@ -46,6 +46,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     suffix = "".join(p.suffixes) or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem.split('.')[0]}.", suffix=suffix, dir=p.parent or ".")
     os.close(fd)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -54,6 +56,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

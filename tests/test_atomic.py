@@ -39,3 +39,11 @@ def test_check_writable_output(tmp_path):
         check_writable_output(tmp_path / "missing" / "m.png")
     with pytest.raises(UserError, match="folder"):
         check_writable_output(tmp_path)
+
+
+def test_atomic_output_has_normal_permissions(tmp_path):
+    target = tmp_path / "out.png"
+    atomic_write_bytes(target, b"x")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
