@@ -17,6 +17,8 @@ from synthfm.cli_support import exit_with
 _COMMANDS = {
     "generate": ("synthfm.commands.generate:generate", "Write synthetic training samples and a gallery."),
     "segment": ("synthfm.commands.segment:segment", "Segment an image or volume slice from clicks."),
+    "annotate": ("synthfm.commands.annotate:annotate", "Click to segment interactively in a window."),
+    "export-onnx": ("synthfm.commands.export_onnx:export_onnx", "Export the model to ONNX."),
 }
 
 
