@@ -66,13 +66,21 @@ BOX = _Numbers(4, "X0,Y0,X1,Y1")
 @click.option("--overlay", "overlay_path", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the (windowed) image with the mask and clicks drawn.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--propagate", is_flag=True,
+              help="Volumes: segment slice K, then follow the object slice by slice in both directions.")
+@click.option("--stop-area", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="--propagate stops where the mask is smaller than this fraction of slice K's mask.")
+@click.option("--stop-score", type=float, default=None,
+              help="--propagate also stops where the predicted IoU falls below this (off by default).")
 def segment(input_path, points, negatives, box, slice_index, axis, window, model, encoder, sam_checkpoint,
-            multimask, device, out_path, overlay_path, overwrite) -> None:
+            multimask, device, out_path, overlay_path, overwrite, propagate, stop_area, stop_score) -> None:
     """Segment one object in INPUT from clicks (a 2D image, or slice --slice of a volume).
 
     INPUT: PNG/JPEG/TIFF/BMP, DICOM file or series folder, NIfTI, NRRD, MHA/MHD.  Clicks are in
     the pixel coordinates of the image (or of slice K of a volume).  For a volume, OUT is a
-    volume mask of the same size and geometry with only slice K filled.
+    volume mask of the same size and geometry with only slice K filled, or with --propagate
+    every slice the object was followed to (it stops where the mask vanishes, no longer overlaps
+    the previous slice's, or shrinks below --stop-area of slice K's; see synthfm/propagation.py).
     """
     from synthfm.atomic import check_writable_output
     from synthfm.intensity import parse_preset
@@ -102,11 +110,17 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     loaded, image, slice_index, where = _load_input(input_path, slice_index, axis)
     if loaded.kind == "3d" and out_ext not in MASK_VOLUME_EXTENSIONS:
         raise UserError(f"INPUT is a volume: --out must be a volume file ({' '.join(MASK_VOLUME_EXTENSIONS)})")
+    if propagate and loaded.kind != "3d":
+        raise UserError(f"--propagate needs a volume; {input_path} is a 2D image")
     coords, labels = _clicks(points, negatives)
     _check_prompts_inside(coords, box, image.shape[:2])
 
     predictor = _build_predictor(model_source, dev)
     window_obj = _resolve_window(loaded, preset)
+    if propagate:
+        _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
+                            stop_area, stop_score, out_path, overlay_path, input_path)
+        return
     predictor.set_image(image, preset=window_obj)
     masks, scores, _ = predictor.predict(
         point_coords=coords, point_labels=labels,
@@ -121,6 +135,30 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     click.echo(
         f"{input_path}{where}: window {window_obj.describe()}; {int(mask.sum())} pixels, {chosen} -> {out_path}"
         + (f" (overlay {overlay_path})" if overlay_path is not None else "")
+    )
+
+
+def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
+                        stop_area, stop_score, out_path, overlay_path, input_path) -> None:
+    from synthfm.io import slice_of, write_mask
+    from synthfm.propagation import PropagationConfig, VolumeSlices, propagate
+
+    config = PropagationConfig(min_area_fraction=stop_area, min_score=stop_score)
+    slices = VolumeSlices(predictor, loaded.array, axis=axis, window=window_obj)
+    result = propagate(slices, slice_index, point_coords=coords, point_labels=labels,
+                       box=None if box is None else np.asarray(box, dtype=np.float32), config=config,
+                       multimask=multimask)
+    overlay = None
+    if overlay_path is not None:
+        slices.set_slice(slice_index)
+        overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, slice_index, axis), coords, labels, box)
+    write_mask(out_path, result.mask, like=loaded)
+    if overlay is not None:
+        _write_overlay(overlay_path, overlay)
+    click.echo(
+        f"{input_path} slice {slice_index} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
+        f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
+        + (f" (overlay of slice {slice_index}: {overlay_path})" if overlay_path is not None else "")
     )
 
 
