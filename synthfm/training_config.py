@@ -1,0 +1,240 @@
+"""Training configuration: one frozen dataclass, named presets and up-front validation.
+
+A run is fully described by a :class:`TrainConfig` (plus the recipe it names).  The config is
+stored as JSON in the run folder and in every checkpoint's metadata, and a resumed run reloads it
+from there, so that what was trained can always be reproduced.
+
+Presets (``--preset``):
+
+* ``paper``: SynthFM's published setting: frozen official ``vit_h`` encoder (needs
+  ``--sam-checkpoint``), decoder from scratch, 1024 px, 100 epochs x 10,000 images, batch 1,
+  one prompt set per image, Adam lr 1e-4.
+* ``small`` (default): the whole model trained on synthetic data only: the small ``tiny_cnn``
+  encoder from scratch together with the decoder, at the encoder's default input size (256 px),
+  8 images x 4 prompt sets per step, Adam 3e-4 with warm-up + cosine, Dice + BCE (``bce_weight``).
+* ``tiny``: a seconds-long smoke run (64 px, 2 x 32 images) for tests and trying things out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthfm.errors import UserError
+
+LR_SCHEDULES = ("constant", "cosine")
+DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run.
+
+    size: model input size S (square; None = the encoder's default, e.g. 1024 for vit_*).
+    gen_size: size the synthetic images are generated at (None = S); when it differs from S the
+        images are resized to S (bilinear; label maps nearest) before prompts are drawn.
+    batch_size: images per optimiser step on each process; prompts_per_image: K prompt sets per
+        image, all decoded from one encoder pass (the frozen encoder's cost is paid once per image).
+    max_pos / max_neg: each point prompt set has U{1..max_pos} positive and U{0..max_neg} negative
+        clicks (``synthfm.prompts.simulate_clicks``); box_fraction of the prompt sets are a jittered
+        box instead (``mask_to_box(jitter=box_jitter)``).
+    multimask: train SAM's 3 ambiguity masks on single-click prompt sets (min-over-masks Dice) and
+        the single mask on all others; off = only the single-mask output is trained (the paper).
+    bce_weight: weight of a pixel-wise BCE term added to Dice (0 = the paper's pure Dice).  The
+        small preset uses 1.0: with Dice alone a from-scratch decoder got stuck predicting the whole
+        image (saturated logits, Dice loss ~0.9 after 5,000 images; see losses.bce_loss_per_item).
+    iou_loss_weight: weight of an MSE loss on the IoU head (0 = the paper's pure Dice; the IoU
+        predictions, i.e. the predictor's scores, are then untrained).
+    train_encoder: None = the encoder's default (trained for small encoders, frozen for vit_*).
+    checkpoint_every: steps between checkpoints (0 = only at the end of each epoch).
+    amp: bf16 autocast; None = on for CUDA, off otherwise.
+    """
+
+    recipe: str = "synthfm"
+    encoder: str = "tiny_cnn"
+    sam_checkpoint: str | None = None
+    train_encoder: bool | None = None
+    size: int | None = None
+    gen_size: int | None = None
+    epochs: int = 20
+    images_per_epoch: int = 10_000
+    batch_size: int = 8
+    prompts_per_image: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 200
+    max_pos: int = 5
+    max_neg: int = 3
+    box_fraction: float = 0.0
+    box_jitter: float = 0.1
+    multimask: bool = False
+    iou_loss_weight: float = 0.0
+    bce_weight: float = 0.0
+    seed: int = 0
+    val_images: int = 64
+    checkpoint_every: int = 500
+    log_every: int = 10
+    workers: int = 2
+    device: str = "auto"
+    amp: bool | None = None
+    compile: bool = False
+    out: str = "runs/synthfm"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        encoder="vit_h", train_encoder=False, size=1024, epochs=100, images_per_epoch=10_000, batch_size=1,
+        prompts_per_image=1, lr=1e-4, lr_schedule="constant", warmup_steps=0, workers=8,
+        checkpoint_every=1000, out="runs/paper",
+    ),
+    "small": dict(bce_weight=1.0),
+    "tiny": dict(
+        recipe="synthfm", encoder="tiny_cnn", size=64, epochs=2, images_per_epoch=32, batch_size=4,
+        prompts_per_image=2, lr=1e-3, lr_schedule="constant", warmup_steps=0, val_images=8,
+        checkpoint_every=0, log_every=1, workers=0, out="runs/tiny",
+    ),
+}
+
+# Options that may change when a run is resumed: they do not change the weights it produces.
+RESUMABLE_OVERRIDES = frozenset({"epochs", "workers", "device", "log_every", "checkpoint_every", "compile", "out"})
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """The preset ``name`` with ``overrides`` applied (keys are TrainConfig field names)."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **overrides}
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise UserError(f"unknown training option(s): {', '.join(unknown)}")
+    return TrainConfig(**values)
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """JSON-serialisable dict of ``config`` (round-trips through :func:`config_from_dict`)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Inverse of :func:`config_to_dict`; unknown keys raise UserError, missing ones take defaults."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserError(f"training config has unknown key(s): {', '.join(unknown)}")
+    return TrainConfig(**d)
+
+
+def steps_per_epoch(config: TrainConfig, world_size: int = 1) -> int:
+    """Optimiser steps per epoch: images_per_epoch / (batch_size x world_size), rounded up."""
+    return math.ceil(config.images_per_epoch / (config.batch_size * world_size))
+
+
+def is_vit(encoder: str) -> bool:
+    """True for SAM's ViT encoders (vit_h, vit_l, vit_b), which come from official weights."""
+    return encoder.startswith("vit_")
+
+
+def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None = None) -> None:
+    """Raise UserError with one line naming the first bad option; check nothing on disk but files.
+
+    known_encoders: names accepted for ``encoder`` (None = skip that check).
+    """
+    c = config
+    positive_ints = ("epochs", "images_per_epoch", "batch_size", "prompts_per_image", "max_pos", "log_every")
+    for name in positive_ints:
+        value = getattr(c, name)
+        if not isinstance(value, int) or value <= 0:
+            raise UserError(f"--{_flag(name)} must be a positive integer, got {value!r}")
+    for name in ("max_neg", "warmup_steps", "val_images", "checkpoint_every", "workers"):
+        value = getattr(c, name)
+        if not isinstance(value, int) or value < 0:
+            raise UserError(f"--{_flag(name)} must be an integer >= 0, got {value!r}")
+    if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
+        raise UserError(f"--lr must be a positive number, got {c.lr!r}")
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        raise UserError(f"--weight-decay must be >= 0, got {c.weight_decay!r}")
+    if not 0.0 <= c.box_fraction <= 1.0:
+        raise UserError(f"--box-fraction must be in [0, 1], got {c.box_fraction!r}")
+    if not (math.isfinite(c.box_jitter) and c.box_jitter >= 0):
+        raise UserError(f"--box-jitter must be >= 0, got {c.box_jitter!r}")
+    if not (math.isfinite(c.bce_weight) and c.bce_weight >= 0):
+        raise UserError(f"--bce-weight must be >= 0, got {c.bce_weight!r}")
+    if not (math.isfinite(c.iou_loss_weight) and c.iou_loss_weight >= 0):
+        raise UserError(f"--iou-loss-weight must be >= 0, got {c.iou_loss_weight!r}")
+    if c.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {c.lr_schedule!r}")
+    for name in ("size", "gen_size"):
+        value = getattr(c, name)
+        if value is not None and (not isinstance(value, int) or value < 64 or value % 16):
+            raise UserError(f"--{_flag(name)} must be a multiple of 16 and at least 64, got {value!r}")
+    if not isinstance(c.seed, int) or c.seed < 0:
+        raise UserError(f"--seed must be an integer >= 0, got {c.seed!r}")
+    if known_encoders is not None and c.encoder not in known_encoders:
+        raise UserError(f"unknown encoder {c.encoder!r}; known encoders: {', '.join(known_encoders)}")
+    _validate_encoder_policy(c)
+    _validate_device(c.device)
+
+
+def _validate_encoder_policy(c: TrainConfig) -> None:
+    if is_vit(c.encoder):
+        if c.train_encoder:
+            # Fine-tuning a ViT-H on 1024 px images is a different project (memory, schedule); the
+            # trainable-encoder path is meant for small encoders trained from scratch.
+            raise UserError(
+                f"--train-encoder is not supported for {c.encoder}: SAM's ViT encoders stay frozen; "
+                "train a small encoder (e.g. --encoder tiny_cnn) from scratch instead"
+            )
+        if c.sam_checkpoint is None:
+            raise UserError(
+                f"encoder {c.encoder} is frozen and needs its official weights: pass --sam-checkpoint PATH"
+            )
+    elif c.sam_checkpoint is not None:
+        raise UserError(f"--sam-checkpoint only applies to SAM's vit_* encoders, not {c.encoder}")
+    if c.sam_checkpoint is not None and not Path(c.sam_checkpoint).is_file():
+        raise UserError(f"SAM checkpoint file not found: {c.sam_checkpoint}")
+
+
+def _validate_device(device: str) -> None:
+    import torch
+
+    if device in ("auto", "cpu"):
+        return
+    if device == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise UserError("--device mps: MPS is not available on this machine")
+        return
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise UserError(f"--device {device}: no such CUDA device ({torch.cuda.device_count()} present)")
+        return
+    raise UserError(f"unknown --device {device!r}; use {DEVICES_HELP}")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def changed_fields(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """Names of the fields whose values differ between two configs."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if getattr(old, f.name) != getattr(new, f.name)]
+
+
+__all__ = [
+    "TrainConfig",
+    "PRESETS",
+    "RESUMABLE_OVERRIDES",
+    "preset_config",
+    "config_to_dict",
+    "config_from_dict",
+    "steps_per_epoch",
+    "is_vit",
+    "validate_config",
+    "changed_fields",
+]

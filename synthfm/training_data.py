@@ -1,0 +1,229 @@
+"""Turn synthetic samples into prompted training items, inside the DataLoader workers.
+
+:class:`PromptedItemTransform` is the picklable ``transform`` given to ``SyntheticStream``: for
+sample ``index`` it draws ``K`` prompt sets (targets, clicks or a box) with
+``np.random.default_rng([seed, index, 1])``, a stream distinct from the sample's own
+``default_rng([seed, index])``, so an item is a pure function of (recipe, seed, index) whatever the
+worker count or the process that resumes the run.
+
+Points are padded to ``max_pos + max_neg`` with label -1 (SAM's "not a point") so that every item
+of a run has the same prompt shape and batches stack without per-step logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from synthfm.prompts import mask_to_box, simulate_clicks
+from synthfm.synth.sample import Sample
+
+PROMPT_RNG_STREAM = 1  # third seed word of the prompt rng: np.random.default_rng([seed, index, 1])
+
+
+@dataclass(frozen=True)
+class PromptPolicy:
+    """How prompt sets are drawn (see TrainConfig for the meaning of each field)."""
+
+    prompts_per_image: int = 1
+    max_pos: int = 5
+    max_neg: int = 3
+    box_fraction: float = 0.0
+    box_jitter: float = 0.1
+
+    @property
+    def max_points(self) -> int:
+        return self.max_pos + self.max_neg
+
+
+@dataclass
+class TrainItem:
+    """One image with K prompt sets, ready to batch (tensors live in shared memory).
+
+    index: stream index of the sample.  skip: True when the image had no valid target (every
+    other field is then empty).  image: (S, S) float32 in 0..255 (the model input's grey level;
+    the 3 identical channels are made on the device).  masks: (K, S, S) uint8 {0,1} targets.
+    point_coords: (K, N, 2) float32 (x, y) model-input pixels; point_labels: (K, N) int64
+    1/0/-1 (padding).  boxes: (K, 4) float32 (x0, y0, x1, y1); is_box: (K,) bool, True where the
+    prompt set is the box alone.  n_clicks: (K,) int64 real clicks per set (0 for boxes).
+    """
+
+    index: int
+    skip: bool
+    image: torch.Tensor
+    masks: torch.Tensor
+    point_coords: torch.Tensor
+    point_labels: torch.Tensor
+    boxes: torch.Tensor
+    is_box: torch.Tensor
+    n_clicks: torch.Tensor
+
+    def pin_memory(self) -> "TrainItem":
+        """Page-locked copy (DataLoader(pin_memory=True) calls this in its pinning thread)."""
+        if self.skip:
+            return self
+        fields = [t.pin_memory() for t in (self.image, self.masks, self.point_coords, self.point_labels,
+                                            self.boxes, self.is_box, self.n_clicks)]
+        return TrainItem(self.index, self.skip, *fields)
+
+
+def resize_sample(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image (S,S) float32 [0,1], labels (S,S) uint16) of a square sample resized to ``size``.
+
+    Bilinear (area when shrinking) for the image, nearest for the label map; a no-op at equal size.
+    """
+    image, labels = sample.image, sample.labels
+    if image.shape[0] == size and image.shape[1] == size:
+        return image, labels
+    shrink = size < image.shape[0]
+    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    labels = cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
+    return image.astype(np.float32), labels
+
+
+def usable_targets(sample: Sample, labels: np.ndarray) -> list[tuple[int, ...]]:
+    """Label ids of the sample's valid targets that are still present in ``labels`` (after resizing)."""
+    if labels is sample.labels:  # not resized: the engine already marked empty targets invalid
+        return [tuple(sample.targets[k].label_ids) for k in sample.valid_targets]
+    present = np.bincount(labels.ravel(), minlength=1) > 0
+    usable = []
+    for k in sample.valid_targets:
+        ids = sample.targets[k].label_ids
+        if any(0 < i < present.size and present[i] for i in ids):
+            usable.append(tuple(ids))
+    return usable
+
+
+def target_mask(labels: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+    """(S, S) bool mask of the union of label ``ids``."""
+    if len(ids) == 1:
+        return labels == ids[0]
+    return np.isin(labels, np.asarray(ids, dtype=labels.dtype))
+
+
+def pad_clicks(coords: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (M,2) coords / (M,) labels to n entries with (0,0) / -1."""
+    out_c = np.zeros((n, 2), np.float32)
+    out_l = np.full((n,), -1, np.int64)
+    m = min(len(labels), n)
+    out_c[:m] = coords[:m]
+    out_l[:m] = labels[:m]
+    return out_c, out_l
+
+
+class PromptedItemTransform:
+    """``transform(index, sample) -> TrainItem`` for ``SyntheticStream``; picklable.
+
+    seed: the run seed; image_size: model input size S (samples are resized to S when generated
+    at another size).  Targets are drawn without replacement while the image has enough valid
+    targets, then cycled, so K prompt sets cover as many different structures as possible.
+    """
+
+    def __init__(self, seed: int, image_size: int, policy: PromptPolicy):
+        self.seed = int(seed)
+        self.image_size = int(image_size)
+        self.policy = policy
+
+    def __call__(self, index: int, sample: Sample) -> TrainItem:
+        s, pol = self.image_size, self.policy
+        image, labels = resize_sample(sample, s)
+        targets = usable_targets(sample, labels)
+        if not targets:
+            return _skipped(index)
+        rng = np.random.default_rng([self.seed, int(index), PROMPT_RNG_STREAM])
+        order = _target_order(rng, len(targets), pol.prompts_per_image)
+        k = pol.prompts_per_image
+        masks = np.zeros((k, s, s), np.uint8)
+        coords = np.zeros((k, pol.max_points, 2), np.float32)
+        point_labels = np.full((k, pol.max_points), -1, np.int64)
+        boxes = np.zeros((k, 4), np.float32)
+        is_box = np.zeros((k,), bool)
+        n_clicks = np.zeros((k,), np.int64)
+        masks_of: dict[int, np.ndarray] = {}
+        for j, t in enumerate(order):
+            mask = masks_of.setdefault(int(t), target_mask(labels, targets[t]))
+            masks[j] = mask
+            if pol.box_fraction > 0 and rng.random() < pol.box_fraction:
+                is_box[j] = True
+                boxes[j] = mask_to_box(mask, rng, pol.box_jitter)
+                continue
+            n_pos = int(rng.integers(1, pol.max_pos + 1))
+            n_neg = int(rng.integers(0, pol.max_neg + 1))
+            clicks = simulate_clicks(mask, n_pos, n_neg, rng)
+            coords[j], point_labels[j] = pad_clicks(clicks.coords, clicks.labels, pol.max_points)
+            n_clicks[j] = len(clicks)
+        return TrainItem(
+            index=int(index),
+            skip=False,
+            image=torch.from_numpy(np.ascontiguousarray(image * np.float32(255.0))),
+            masks=torch.from_numpy(masks),
+            point_coords=torch.from_numpy(coords),
+            point_labels=torch.from_numpy(point_labels),
+            boxes=torch.from_numpy(boxes),
+            is_box=torch.from_numpy(is_box),
+            n_clicks=torch.from_numpy(n_clicks),
+        )
+
+
+def _target_order(rng: np.random.Generator, n_targets: int, k: int) -> np.ndarray:
+    """k target indices: a random permutation of the targets, repeated (reshuffled) as needed."""
+    rounds = -(-k // n_targets)
+    return np.concatenate([rng.permutation(n_targets) for _ in range(rounds)])[:k]
+
+
+def _skipped(index: int) -> TrainItem:
+    empty = torch.zeros(0)
+    return TrainItem(int(index), True, empty, empty, empty, empty, empty, empty, empty)
+
+
+@dataclass
+class TrainBatch:
+    """B images x K prompt sets stacked; prompt tensors are flattened to M = B*K rows.
+
+    images: (B, 1, S, S) float32 0..255 grey (SynthFM.encode repeats it to 3 channels).  masks: (M, S, S) uint8 {0,1}.  point_coords (M, N, 2),
+    point_labels (M, N), boxes (M, 4), is_box (M,), n_clicks (M,).  indices: stream indices.
+    Row m belongs to image m // K.
+    """
+
+    indices: list[int]
+    images: torch.Tensor
+    masks: torch.Tensor
+    point_coords: torch.Tensor
+    point_labels: torch.Tensor
+    boxes: torch.Tensor
+    is_box: torch.Tensor
+    n_clicks: torch.Tensor
+
+    @property
+    def prompts_per_image(self) -> int:
+        return self.masks.shape[0] // self.images.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "TrainBatch":
+        def mv(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return TrainBatch(
+            self.indices, mv(self.images), mv(self.masks), mv(self.point_coords), mv(self.point_labels),
+            mv(self.boxes), mv(self.is_box), mv(self.n_clicks),
+        )
+
+
+def collate_items(items: list[TrainItem]) -> TrainBatch:
+    """Stack non-skipped items into a TrainBatch."""
+    if not items or any(it.skip for it in items):
+        raise ValueError("collate_items needs a non-empty list of non-skipped items")
+    grey = torch.stack([it.image for it in items])
+    return TrainBatch(
+        indices=[it.index for it in items],
+        images=grey[:, None],
+        masks=torch.cat([it.masks for it in items]),
+        point_coords=torch.cat([it.point_coords for it in items]),
+        point_labels=torch.cat([it.point_labels for it in items]),
+        boxes=torch.cat([it.boxes for it in items]),
+        is_box=torch.cat([it.is_box for it in items]),
+        n_clicks=torch.cat([it.n_clicks for it in items]),
+    )
+

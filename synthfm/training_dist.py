@@ -1,0 +1,91 @@
+"""Processes and devices for training: the ``torchrun`` context, device choice, gradient averaging.
+
+Under ``torchrun`` every process reads its own part of the sample stream and gradients are averaged
+with one all-reduce per step (DDP's arithmetic, done explicitly because the model is driven through
+``SynthFM.encode``/``decode`` and parts of the decoder go unused in some steps, which
+``DistributedDataParallel`` would need ``find_unused_parameters`` for).  NCCL on GPUs, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from synthfm.errors import UserError
+
+
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @staticmethod
+    def from_env() -> "DistContext":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return DistContext()
+        return DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+def resolve_device(name: str, dist: DistContext) -> torch.device:
+    """``auto`` -> cuda (this process's local GPU under torchrun) if available, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.enabled:
+        name = f"cuda:{dist.local_rank}"
+    return torch.device(name)
+
+
+def init_distributed(dist: DistContext, device_name: str) -> bool:
+    """Join the torchrun process group (NCCL on GPUs, gloo on CPU); True if this call created it."""
+    if not dist.enabled or torch.distributed.is_initialized():
+        return False
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def broadcast_error(dist: DistContext, message: str | None) -> None:
+    """Raise ``message`` (rank 0's) as UserError on every process, so none waits forever."""
+    if dist.enabled:
+        box = [message]
+        torch.distributed.broadcast_object_list(box, src=0)
+        message = box[0]
+    if message:
+        raise UserError(message)
+
+
+def allreduce_gradients(params: list[torch.nn.Parameter], world_size: int) -> None:
+    """Average gradients over processes (a missing gradient counts as zeros on that process)."""
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
