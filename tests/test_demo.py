@@ -1,22 +1,53 @@
-"""``python -m synthfm.demo``: writes a gallery of synthetic samples and says where."""
+"""``python -m synthfm.demo``: one click on a real (or generated) image, overlay + gallery."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
+import pytest
+import torch
 from click.testing import CliRunner
 
+from synthfm.checkpoint import save_checkpoint
 from synthfm.cli_support import run_click
-from synthfm.demo import demo
+from synthfm.demo import default_data_folder, demo
+from synthfm.modeling import build_model
 
 
-def test_demo_writes_a_gallery(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, build_model("tiny_cnn", image_size=64))
+    return path
+
+
+def _check_outputs(out: Path, output: str) -> dict:
+    for name in ("overlay.png", "gallery.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and min(image.shape[:2]) >= 64, name
+        assert str(out / name) in output
+    summary = json.loads((out / "demo.json").read_text())
+    assert 0.0 <= summary["dice"] <= 1.0
+    return summary
+
+
+def test_demo_falls_back_to_a_synthetic_sample(tmp_path, tiny_checkpoint):
     out = tmp_path / "demo_out"
-    result = CliRunner().invoke(demo, ["--out", str(out)], catch_exceptions=False)
+    args = ["--out", str(out), "--model", str(tiny_checkpoint), "--data", str(tmp_path / "no_data")]
+    result = CliRunner().invoke(demo, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    gallery = out / "gallery.png"
-    assert str(gallery) in result.output
-    image = cv2.imread(str(gallery))
-    assert image is not None and image.shape[0] > 200 and image.shape[1] > 400
+    assert _check_outputs(out, result.output)["source"].startswith("synthetic sample")
+
+
+@pytest.mark.skipif(not (default_data_folder() / "CT_SpleenMSD").is_dir(), reason="../shared/data absent")
+def test_demo_on_real_data(tmp_path, tiny_checkpoint):
+    out = tmp_path / "demo_out"
+    result = CliRunner().invoke(demo, ["--out", str(out), "--model", str(tiny_checkpoint)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert _check_outputs(out, result.output)["source"].startswith("CT_SpleenMSD/")
 
 
 def test_demo_refuses_a_file_as_output_folder(tmp_path, capsys):
@@ -24,3 +55,12 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path, capsys):
     target.write_text("x")
     assert run_click(demo, ["--out", str(target)], prog_name="synthfm.demo") != 0
     assert "error" in capsys.readouterr().err
+    assert target.read_text() == "x"
+
+
+def test_demo_without_a_model_is_one_clear_error(tmp_path, capsys):
+    code = run_click(demo, ["--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.safetensors")],
+                     prog_name="synthfm.demo")
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
