@@ -64,20 +64,44 @@ def check_image_size(image_size: int) -> int:
     return image_size
 
 
-def build_encoder(encoder: str, image_size: int, state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+def build_encoder(encoder: str, image_size: int, state_dict: Mapping[str, torch.Tensor] | None = None,
+                  fast: bool = False) -> nn.Module:
     """The image encoder ``encoder`` for S = image_size.
 
     Randomly initialised, or, with ``state_dict`` (keys relative to the encoder), built on the
     'meta' device and given those tensors without a copy (``load_state_dict(assign=True)``,
     strict), which skips the random initialisation of large encoders.
+    fast: for vit_*, :class:`~synthfm.modeling.fast_vit.FastImageEncoderViT` (same state dict and
+    outputs, SDPA attention); ignored by the small encoders.
     """
     spec = get_encoder_spec(encoder)
+    build = spec.build
+    if fast and spec.official:
+        from synthfm.modeling.fast_vit import build_fast_sam_vit
+
+        build = partial(build_fast_sam_vit, spec.name)
     if state_dict is None:
-        return spec.build(image_size)
+        return build(image_size)
     with torch.device("meta"):
-        module = spec.build(image_size)
+        module = build(image_size)
     module.load_state_dict(state_dict, strict=True, assign=True)
     return module
+
+
+def use_fast_encoder(model: SynthFM, compute_dtype: torch.dtype | None = None) -> SynthFM:
+    """Swap a vit_* model's SAM encoder for the fast one, sharing its tensors (no copy); in place.
+
+    Works on any loaded model (official SAM file, our checkpoint); small encoders are left alone.
+    """
+    from segment_anything.modeling import ImageEncoderViT
+
+    from synthfm.modeling.fast_vit import FastImageEncoderViT
+
+    if isinstance(model.image_encoder, ImageEncoderViT):
+        fast = FastImageEncoderViT.from_stock(model.image_encoder, compute_dtype=compute_dtype)
+        fast.train(model.image_encoder.training)
+        model.image_encoder = fast
+    return model
 
 
 def build_model(
@@ -86,6 +110,7 @@ def build_model(
     freeze_encoder: bool | None = None,
     *,
     encoder_state_dict: Mapping[str, torch.Tensor] | None = None,
+    fast_encoder: bool = False,
 ) -> SynthFM:
     """A SynthFM with freshly initialised prompt encoder and mask decoder.
 
@@ -93,10 +118,11 @@ def build_model(
     freeze_encoder None = True for vit_*, False for small encoders.  The encoder is random unless
     ``encoder_state_dict`` (keys relative to ``image_encoder``) is given (see build_encoder).
     Files are read by synthfm.checkpoint / synthfm.official_sam, not here.
+    fast_encoder: build vit_* encoders as FastImageEncoderViT (see build_encoder).
     Unknown encoder or bad image size -> UserError.
     """
     spec = get_encoder_spec(encoder)
     size = check_image_size(spec.default_image_size if image_size is None else image_size)
     frozen = spec.frozen_by_default if freeze_encoder is None else bool(freeze_encoder)
-    image_encoder = build_encoder(spec.name, size, encoder_state_dict)
+    image_encoder = build_encoder(spec.name, size, encoder_state_dict, fast=fast_encoder)
     return SynthFM(encoder_name=spec.name, image_encoder=image_encoder, image_size=size, freeze_encoder=frozen)
