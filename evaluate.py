@@ -86,7 +86,9 @@ def main(data, methods, out, overwrite, prompts, interactive, seed, min_area, ns
     result = evaluate(datasets, built, protocol, progress=not quiet,
                       warn=lambda msg: click.echo(f"warning: {msg}", err=True), skipped_datasets=pseudo)
     if not result.rows:
-        raise UserError("no object to evaluate (every case was skipped or had no object above --min-area)")
+        first = result.skipped[0] if result.skipped else None
+        why = f"; first skip: {first['dataset']}/{first['case']}: {first['reason']}" if first else ""
+        raise UserError(f"no object to evaluate (every case was skipped or had no object above --min-area){why}")
     summary = write_report(out, result, overlays=not no_overlays)
     elapsed = time.perf_counter() - start
     click.echo(summary_markdown(summary))

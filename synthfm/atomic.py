@@ -44,7 +44,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """
     p = Path(path)
     suffix = "".join(p.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem.split('.')[0]}.", suffix=suffix, dir=p.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.stem.split('.')[0]}.", suffix=suffix, dir=p.parent or ".")
+    except OSError as exc:  # a read-only or vanished folder is the user's to fix, not a crash
+        raise UserError(f"cannot create a file in {p.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     # mkstemp creates 0600 files; give the result the permissions a plain open() would.
     os.chmod(tmp, 0o666 & ~_current_umask())

@@ -261,7 +261,12 @@ def _read_label_2d(path: Path) -> np.ndarray:
 def _check_label_ids(info: DatasetInfo, label: np.ndarray) -> None:
     if info.instance_labels:
         return
-    present = set(int(v) for v in np.unique(label)) - {0}
+    # slice by slice: np.unique on a whole volume would sort a full copy of it
+    planes = label if label.ndim == 3 else label[None]
+    present = set()
+    for plane in planes:
+        present.update(int(v) for v in np.unique(plane))
+    present.discard(0)
     unknown = sorted(present - set(info.labels.values()))
     if unknown:
         raise CaseError(f"label ids {unknown} not in dataset.json labels")
@@ -330,9 +335,8 @@ def _read_volume_slices(info: DatasetInfo, case: Case) -> list[tuple[int, np.nda
     voxel = np.linalg.norm(affine[:3, :3], axis=0)
     spacing = (float(voxel[row_axis]), float(voxel[col_axis]))
     out = []
-    label_slices = dict(_oriented_slices(label, affine))
-    for k, image_slice in _oriented_slices(image, affine):
-        lab = label_slices[k]
+    # walk image and label together: only the labelled slices are copied, never a whole volume
+    for (k, image_slice), (_, lab) in zip(_oriented_slices(image, affine), _oriented_slices(label, affine)):
         if lab.any():
             out.append((k, image_slice, lab, spacing))
     return out

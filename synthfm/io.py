@@ -19,6 +19,8 @@ Slicing: ``axis`` 0/"axial" takes ``array[k]`` (rows x cols), 1/"coronal" ``arra
 planes for axially acquired scans; they always mean the array axes, the data is not reoriented.
 
 Every failure to read raises ``ImageReadError`` with one line naming the file and the problem.
+Sizes are checked from the header before any pixel is decoded: at most 2**28 pixels for a 2D
+image and 2**30 voxels for a volume (``synthfm.image_header``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from synthfm.atomic import atomic_output
 from synthfm.errors import ImageReadError, UserError
+from synthfm.image_header import check_pixel_count, raster_size
 
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -154,6 +157,9 @@ def _read_raster(path: Path, ext: str) -> LoadedImage:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read file ({exc.strerror})") from None
+    header_size = raster_size(data)
+    if header_size is not None:
+        check_pixel_count(path, header_size)
     with _quiet_opencv():
         if fmt == "TIFF":
             pages = cv2.imcount(str(path))
@@ -203,6 +209,7 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
         reader.ReadImageInformation()
     except RuntimeError:
         raise ImageReadError(f"{path}: cannot read {fmt} header (corrupt, truncated or not a {fmt} file)") from None
+    check_pixel_count(path, reader.GetSize())
     if fmt == "NIfTI":
         _check_nifti_complete(path, ext)
     dim, size = reader.GetDimension(), reader.GetSize()
@@ -217,7 +224,7 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
     except RuntimeError:
         raise ImageReadError(f"{path}: cannot read {fmt} pixel data (corrupt or truncated file)") from None
     components = img.GetNumberOfComponentsPerPixel()
-    arr = np.asarray(sitk.GetArrayFromImage(img))
+    arr = _array_of(img)
     if dim == 3 and components != 1:
         raise ImageReadError(f"{path}: volumes with {components} components per voxel are not supported")
     if dim == 2 and components not in (1, 3):
@@ -232,6 +239,28 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
         modality=_modality_from_metadata(reader), path=path, format=fmt,
         meta={"dtype": str(arr.dtype)},
     )
+
+
+class _PixelBuffer:
+    """Lends a SimpleITK image's pixel buffer to NumPy and keeps the image alive as the array's base.
+
+    ``sitk.GetArrayFromImage`` copies the buffer, so a volume would briefly be in memory twice.
+    The image is private to the reader (``MakeUnique`` inside the view), so the array may be
+    writeable like a copy.
+    """
+
+    def __init__(self, image) -> None:
+        import SimpleITK as sitk
+
+        self._image = image
+        interface = dict(sitk.GetArrayViewFromImage(image).__array_interface__)
+        interface["data"] = (interface["data"][0], False)
+        self.__array_interface__ = interface
+
+
+def _array_of(image) -> np.ndarray:
+    """The (Z, Y, X[, C]) array of a SimpleITK image, without copying its pixels."""
+    return np.asarray(_PixelBuffer(image))
 
 
 def _check_nifti_complete(path: Path, ext: str) -> None:
@@ -323,7 +352,8 @@ def _mask_values(mask: np.ndarray, for_raster: bool) -> np.ndarray:
     """bool -> 0/255 (raster) or 0/1 (volume) uint8; integer label ids kept (uint8 or uint16)."""
     m = np.asarray(mask)
     if m.dtype == np.bool_:
-        return m.astype(np.uint8) * (255 if for_raster else 1)
+        # a volume mask is written as is: a bool array is already 0/1 bytes, so view it (no copy)
+        return m.astype(np.uint8) * 255 if for_raster else np.ascontiguousarray(m).view(np.uint8)
     if m.dtype.kind not in "iu":
         raise UserError(f"mask must be bool or integer label ids, got dtype {m.dtype}")
     if m.size and m.min() < 0:
@@ -331,7 +361,7 @@ def _mask_values(mask: np.ndarray, for_raster: bool) -> np.ndarray:
     top = int(m.max()) if m.size else 0
     if top > np.iinfo(np.uint16).max:
         raise UserError(f"mask label id {top} does not fit in 16 bits")
-    return m.astype(np.uint8 if top <= 255 else np.uint16)
+    return m.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
 def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None) -> Path:

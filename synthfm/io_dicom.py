@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from synthfm.errors import ImageReadError
+from synthfm.image_header import check_pixel_count
 
 
 @dataclass
@@ -78,6 +79,7 @@ def read_dicom_file(path: Path) -> DicomRead:
         raise ImageReadError(f"{path}: corrupt or truncated DICOM file ({type(exc).__name__})") from None
     if "PixelData" not in ds:
         raise ImageReadError(f"{path}: DICOM file has no pixel data (not an image)")
+    _check_declared_size(path, ds)
     rescaled_by_gdcm = False
     try:
         arr = ds.pixel_array
@@ -120,6 +122,28 @@ def read_dicom_file(path: Path) -> DicomRead:
     return DicomRead(arr, "2d", (col_sp, row_sp), (0.0, 0.0), (1.0, 0.0, 0.0, 1.0), modality, meta)
 
 
+def _check_declared_size(path: Path, ds) -> None:
+    """Refuse a header that promises a huge image, or more native pixel bytes than the file holds,
+    before a decoder allocates the promised image (GDCM would zero-fill a short one)."""
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"{path}: DICOM image size tags (Rows, Columns, NumberOfFrames) are not numbers") from None
+    if rows <= 0 or cols <= 0:
+        raise ImageReadError(f"{path}: DICOM image has Rows x Columns = {rows} x {cols}")
+    check_pixel_count(path, (cols, rows) if frames == 1 else (cols, rows, frames))
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID", None)
+    if syntax is None or syntax.is_compressed:
+        return
+    expected = (rows * cols * frames * samples * bits + 7) // 8
+    actual = len(ds.PixelData)
+    if actual < expected:
+        raise ImageReadError(f"{path}: truncated DICOM pixel data ({actual} of {expected} bytes)")
+
+
 def _decode_with_simpleitk(path: Path, original: Exception) -> np.ndarray:
     """Compressed transfer syntaxes pydicom cannot decode without plugins: let GDCM try."""
     import SimpleITK as sitk
@@ -134,6 +158,20 @@ def _decode_with_simpleitk(path: Path, original: Exception) -> np.ndarray:
     if arr.ndim >= 3 and arr.shape[0] == 1:
         arr = arr[0]
     return arr
+
+
+def _check_series_size(folder: Path, files) -> None:
+    """Refuse a series whose first slice header times the slice count promises too many voxels."""
+    import SimpleITK as sitk
+
+    head = sitk.ImageFileReader()
+    head.SetFileName(str(files[0]))
+    try:
+        head.ReadImageInformation()
+    except RuntimeError:
+        raise ImageReadError(f"{folder}: cannot read the header of {Path(files[0]).name}") from None
+    cols, rows = head.GetSize()[:2]
+    check_pixel_count(folder, (cols, rows, len(files)))
 
 
 def read_dicom_series(folder: Path) -> DicomRead:
@@ -154,6 +192,7 @@ def read_dicom_series(folder: Path) -> DicomRead:
     files_by_id = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
     chosen = max(series_ids, key=lambda s: len(files_by_id[s]))
     files = files_by_id[chosen]
+    _check_series_size(folder, files)
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:

@@ -76,6 +76,8 @@ def _as_image(image: np.ndarray) -> np.ndarray:
         raise UserError(f"image is empty (shape {arr.shape})")
     if arr.dtype.kind not in "biuf":
         raise UserError(f"image must be numeric, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).any():
+        raise UserError("image has no finite pixel value (all NaN or Inf)")
     return arr
 
 

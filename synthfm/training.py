@@ -267,7 +267,10 @@ def _load_recipe(config: TrainConfig, out: Path, resume: bool):
     from synthfm.synth.recipe import load_recipe, recipe_from_dict
 
     if resume:
-        return recipe_from_dict(read_run_config(out)["recipe"], source=str(out / "config.json"))
+        saved = read_run_config(out).get("recipe")
+        if not isinstance(saved, dict):
+            raise UserError(f"{out / 'config.json'} is not a synthfm run config (no 'recipe' section)")
+        return recipe_from_dict(saved, source=str(out / "config.json"))
     return load_recipe(config.recipe)
 
 

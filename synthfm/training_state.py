@@ -222,9 +222,12 @@ def read_run_config(out: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"nothing to resume: {out} holds no training run ({CONFIG_FILE} missing)")
     try:
-        return json.loads(path.read_text())
+        payload = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read run config {path}: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
+        raise UserError(f"{path} is not a synthfm run config (no 'config' section)")
+    return payload
 
 
 class CsvLog:

@@ -204,6 +204,7 @@ def _load_input(path: Path, slice_index: int | None, axis: str):
     if loaded.kind == "2d":
         if slice_index is not None:
             raise UserError(f"--slice applies to volumes only; {path} is a 2D image")
+        _check_finite(loaded.array, str(path))
         return loaded, loaded.array, None, ""
     n = loaded.num_slices(axis)
     if slice_index is None:
@@ -211,7 +212,14 @@ def _load_input(path: Path, slice_index: int | None, axis: str):
             raise UserError(f"{path} is a volume: pass --slice K (0..{n - 1} along {axis})")
         slice_index = 0
     check_slice(loaded, slice_index, axis)
-    return loaded, slice_of(loaded, slice_index, axis), slice_index, f" slice {slice_index} ({axis}, of {n})"
+    image = slice_of(loaded, slice_index, axis)
+    _check_finite(image, f"{path} slice {slice_index} ({axis})")
+    return loaded, image, slice_index, f" slice {slice_index} ({axis}, of {n})"
+
+
+def _check_finite(image: np.ndarray, where: str) -> None:
+    if image.dtype.kind == "f" and not np.isfinite(image).any():
+        raise UserError(f"{where}: image has no finite pixel value (all NaN or Inf)")
 
 
 def _clicks(points, negatives) -> tuple[np.ndarray | None, np.ndarray | None]:
