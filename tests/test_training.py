@@ -24,13 +24,7 @@ from synthfm.training_data import PromptedItemTransform, PromptPolicy, collate_i
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the tests share 2 cores with other work; one thread avoids oversubscription stalls
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(tmp_path=None, **kw):
