@@ -363,7 +363,9 @@ def _build(cls: type, data: Any, path: str, source: str, base: Any = None) -> An
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        dotted = f"{path}.{key}" if path else str(key)
+        # a key that is not a plain word (e.g. one holding a newline) is quoted so the error stays one line
+        shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
+        dotted = f"{path}.{shown}" if path else shown
         if key not in known:
             _fail(source, dotted, value, f"unknown key (known here: {', '.join(known)})")
         kwargs[key] = _convert(hints[key], value, dotted, known[key].metadata, source, getattr(base, key))
