@@ -13,10 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from synthfm.checkpoint import save_checkpoint
-from synthfm.modeling import build_model
 
 pytestmark = pytest.mark.skipif(
     shutil.which("Xvfb") is None or shutil.which("xdotool") is None, reason="needs Xvfb and xdotool"
@@ -54,10 +51,8 @@ def _xdotool(env, *args) -> str:
     return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30).stdout.strip()
 
 
-def test_click_save_quit_in_a_real_window(display, tmp_path):
-    torch.manual_seed(0)
-    model = tmp_path / "tiny.safetensors"
-    save_checkpoint(model, build_model("tiny_cnn", image_size=64))
+def test_click_save_quit_in_a_real_window(display, tmp_path, tiny_checkpoint):
+    model = tiny_checkpoint
     image = np.full((40, 60), 30, np.uint8)
     image[10:30, 15:45] = 200
     cv2.imwrite(str(tmp_path / "img.png"), image)

@@ -7,21 +7,10 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
 from click.testing import CliRunner
 
-from synthfm.checkpoint import save_checkpoint
 from synthfm.cli_support import run_click
 from synthfm.demo import default_data_folder, demo
-from synthfm.modeling import build_model
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(path, build_model("tiny_cnn", image_size=64))
-    return path
 
 
 def _check_outputs(out: Path, output: str) -> dict:

@@ -8,7 +8,6 @@ import SimpleITK as sitk
 import torch
 from click.testing import CliRunner
 
-from synthfm.checkpoint import save_checkpoint
 from synthfm.cli import cli
 from synthfm.cli_support import run_click
 from synthfm.errors import UserError
@@ -223,11 +222,9 @@ def test_real_predictor_cache_and_mask_input():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_checkpoint):
     d = tmp_path_factory.mktemp("propagate")
-    torch.manual_seed(0)
-    model = d / "tiny.safetensors"
-    save_checkpoint(model, build_model("tiny_cnn", image_size=64))
+    model = tiny_checkpoint
     vol = np.full((7, 30, 40), -1000, np.int16)
     vol[1:6, 8:22, 10:30] = 60
     img = sitk.GetImageFromArray(vol)

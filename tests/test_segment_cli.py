@@ -11,20 +11,16 @@ import SimpleITK as sitk
 import torch
 from click.testing import CliRunner
 
-from synthfm.checkpoint import save_checkpoint
 from synthfm.cli import cli
 from synthfm.cli_support import run_click
-from synthfm.modeling import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_checkpoint):
     d = tmp_path_factory.mktemp("segment")
-    torch.manual_seed(0)
-    model = d / "tiny.safetensors"
-    save_checkpoint(model, build_model("tiny_cnn", image_size=64))
+    model = tiny_checkpoint
     yy, xx = np.mgrid[:60, :80]
     disc = ((yy - 30) ** 2 + (xx - 40) ** 2 < 15**2).astype(np.uint8) * 180 + 20
     png = d / "disc.png"
