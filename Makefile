@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m synthfm.demo --out demo_out
+	$(PY) -m synthfm.cli.demo --out demo_out
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2

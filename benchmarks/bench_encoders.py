@@ -34,8 +34,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthfm.atomic import atomic_write_bytes  # noqa: E402
-from synthfm.checkpoint import save_checkpoint  # noqa: E402
+from synthfm.io.atomic import atomic_write_bytes  # noqa: E402
+from synthfm.weights.checkpoint import save_checkpoint  # noqa: E402
 from synthfm.modeling import ENCODERS, build_model  # noqa: E402
 
 TRAIN_SIZE = 256

@@ -35,10 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthfm.atomic import atomic_write_bytes  # noqa: E402
+from synthfm.io.atomic import atomic_write_bytes  # noqa: E402
 from synthfm.modeling.fast_vit import FastImageEncoderViT, build_stock_sam_vit, optimize_encoder  # noqa: E402
 from synthfm.synth.recipe import default_recipe  # noqa: E402
-from synthfm.synth_gpu import GpuSynthGenerator  # noqa: E402
+from synthfm.synth.gpu import GpuSynthGenerator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_best, ours_best_batch = best("ours_")
 
     # GPU synthetic generator, prompts included
-    from synthfm.training_data import PromptPolicy
+    from synthfm.training.data import PromptPolicy
 
     recipe = default_recipe()
     generator = GpuSynthGenerator(recipe, size, device)
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 def bench_trainer(stock, size, device, batch, workers, generator, policy, warmup, iters, smoke) -> dict:
     """img/s of optimiser steps (frozen fast vit_h + SAM decoder, Dice) fed by CPU workers vs the GPU generator."""
     from synthfm.modeling.synthfm_model import SynthFM
-    from synthfm.training import iterate_batches, make_loader, optimizer_step
-    from synthfm.training_config import TrainConfig
+    from synthfm.training.loop import iterate_batches, make_loader, optimizer_step
+    from synthfm.training.config import TrainConfig
 
     encoder = FastImageEncoderViT.from_stock(stock, compute_dtype=torch.bfloat16)
     model = SynthFM(encoder_name="vit_h", image_encoder=encoder, image_size=size, freeze_encoder=True).to(device)

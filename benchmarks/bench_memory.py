@@ -62,7 +62,7 @@ def _write_inputs(d: Path, slices: int, size: int) -> dict[str, Path]:
     import nibabel as nib
     import torch
 
-    from synthfm.checkpoint import save_checkpoint
+    from synthfm.weights.checkpoint import save_checkpoint
     from synthfm.modeling import build_model
 
     vol, label = _phantom(slices, size)
@@ -127,7 +127,7 @@ def main() -> None:
         seg = [py, "-m", "synthfm.cli", "segment", str(paths["image"]), "--slice", str(k), "--point", point,
                "--model", str(paths["model"]), "--window", "soft_tissue"]
         runs = {
-            "import": [py, "-c", "import torch, synthfm.commands.segment, synthfm.evaluation, synthfm.io"],
+            "import": [py, "-c", "import torch, synthfm.cli.segment, synthfm.evaluation.protocol, synthfm.io.images"],
             "segment": seg + ["--out", str(d / "mask.nii.gz")],
             "segment --propagate": seg + ["--propagate", "--out", str(d / "mask_prop.nii.gz")],
             "evaluate": [py, str(REPO / "evaluate.py"), "--data", str(paths["dataset"]), "--method", str(paths["model"]),
@@ -149,7 +149,7 @@ def main() -> None:
     for r in rows:
         print(f"| {r['command']:<20} | {r['peak_rss_mib']:>12.0f} | {r['volume_multiples_above_floor']:>19.2f} | "
               f"{r['wall_s']:>7.1f} | {r['exit_code']:>4} |")
-    from synthfm.atomic import atomic_write_bytes
+    from synthfm.io.atomic import atomic_write_bytes
 
     payload = {"volume_shape": [args.slices, args.size, args.size], "volume_dtype": "int16", "volume_mib": round(volume_mib, 1),
                "rows": rows, "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}

@@ -5,7 +5,7 @@
 
 Without a trained model, ``--encoder NAME`` measures a randomly initialised model of that
 architecture (timings do not depend on the weights).  The image is a 512 x 512 int16 CT slice in
-HU (``--image PATH`` reads any file synthfm.io can read; volumes use their middle slice), so
+HU (``--image PATH`` reads any file synthfm.io.images can read; volumes use their middle slice), so
 set_image includes the intensity preset, resize and padding.  A click is ``Predictor.predict``
 with one positive point and ``multimask_output=False``, mask returned at the image's size; the
 table also splits it into prompt encoder + mask decoder and mapping the logits back to the image.
@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthfm.atomic import atomic_write_bytes  # noqa: E402
-from synthfm.predictor import Predictor  # noqa: E402
-from synthfm.transforms import coords_to_model, logits_to_original  # noqa: E402
+from synthfm.io.atomic import atomic_write_bytes  # noqa: E402
+from synthfm.inference.predictor import Predictor  # noqa: E402
+from synthfm.inference.transforms import coords_to_model, logits_to_original  # noqa: E402
 
 
 def _times(fn, reps: int) -> list[float]:
@@ -62,7 +62,7 @@ def _synthetic_ct(size: int = 512) -> np.ndarray:
 def _load_image(path: str | None) -> tuple[np.ndarray, str]:
     if path is None:
         return _synthetic_ct(), "synthetic CT 512x512 int16 (HU)"
-    from synthfm.io import read_image, slice_of
+    from synthfm.io.images import read_image, slice_of
 
     img = read_image(path)
     if img.kind == "3d":

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthfm.modeling import build_model  # noqa: E402
 from synthfm.synth.recipe import load_recipe  # noqa: E402
-from synthfm.training import iterate_batches, make_loader, optimizer_step  # noqa: E402
-from synthfm.training_config import preset_config  # noqa: E402
+from synthfm.training.loop import iterate_batches, make_loader, optimizer_step  # noqa: E402
+from synthfm.training.config import preset_config  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

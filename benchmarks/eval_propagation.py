@@ -4,7 +4,7 @@
         --out DIR [--json PATH] [--variant click --variant click+box ...] [--limit-objects N]
 
 For every 3D object (26-connected component per class, >= 0.1 % of the volume) one positive click
-on its largest slice seeds ``synthfm.propagation.propagate``; the table gives the mean 3D Dice per
+on its largest slice seeds ``synthfm.inference.propagation.propagate``; the table gives the mean 3D Dice per
 dataset and prompt variant, the seed-slice Dice, an ``oracle`` (a fresh ground-truth click on every
 slice, no propagation) and the ratio of slices found to true slices, plus the interactive
 refinement check with/without ``mask_input`` feedback.  See ``synthfm/propagation_eval.py`` for
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthfm.atomic import atomic_write_bytes  # noqa: E402
+from synthfm.io.atomic import atomic_write_bytes  # noqa: E402
 from synthfm.errors import UserError  # noqa: E402
 
 
@@ -45,8 +45,8 @@ def _csv_bytes(rows: list[dict]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synthfm.propagation import PropagationConfig
-    from synthfm.propagation_eval import VARIANTS
+    from synthfm.inference.propagation import PropagationConfig
+    from synthfm.evaluation.propagation import VARIANTS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="synthfm checkpoint (.safetensors) or 'default'")
@@ -81,8 +81,8 @@ def _run(args) -> int:
 
     import torch
 
-    from synthfm.predictor import Predictor
-    from synthfm.propagation_eval import VARIANTS, evaluate_volumes, summarise, summary_markdown
+    from synthfm.inference.predictor import Predictor
+    from synthfm.evaluation.propagation import VARIANTS, evaluate_volumes, summarise, summary_markdown
 
     torch.set_num_threads(args.threads)
     names = sorted(VARIANTS) if args.all_variants else (args.variant or ["click"])

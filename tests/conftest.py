@@ -20,7 +20,7 @@ def tiny_checkpoint(tmp_path_factory):
 
     Its masks are meaningless; tests use it for plumbing (shapes, files, error paths).
     """
-    from synthfm.checkpoint import save_checkpoint
+    from synthfm.weights.checkpoint import save_checkpoint
     from synthfm.modeling import build_model
 
     path = tmp_path_factory.mktemp("tiny_model") / "tiny.safetensors"

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from synthfm.annotator import (
+from synthfm.annotator.logic import (
     EVENT_LBUTTONDOWN,
     EVENT_MOUSEWHEEL,
     EVENT_RBUTTONDOWN,
@@ -18,14 +18,14 @@ from synthfm.annotator import (
     Annotator,
     window_choices,
 )
-from synthfm.annotator_view import STATUS_HEIGHT, AnnotatorView, display_scale
+from synthfm.annotator.window import STATUS_HEIGHT, AnnotatorView, display_scale
 from synthfm.cli import cli
-from synthfm.cli_support import run_click
-from synthfm.commands.annotate import default_output
-from synthfm.intensity import resolve_window
-from synthfm.io import read_image
+from synthfm.cli.support import run_click
+from synthfm.cli.annotate import default_output
+from synthfm.io.intensity import resolve_window
+from synthfm.io.images import read_image
 from synthfm.modeling import build_model
-from synthfm.predictor import Predictor
+from synthfm.inference.predictor import Predictor
 
 
 class DiscPredictor:

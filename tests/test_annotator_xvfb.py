@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
     shutil.which("Xvfb") is None or shutil.which("xdotool") is None, reason="needs Xvfb and xdotool"
 )
 REPO = Path(__file__).resolve().parents[1]
-SCALE = 9  # a 40 x 60 image is shown 9x (synthfm.annotator_view.display_scale)
+SCALE = 9  # a 40 x 60 image is shown 9x (synthfm.annotator.window.display_scale)
 
 
 def _wait(predicate, timeout, what):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from synthfm.atomic import atomic_output, atomic_write_bytes, check_writable_output
+from synthfm.io.atomic import atomic_output, atomic_write_bytes, check_writable_output
 from synthfm.errors import UserError
 
 

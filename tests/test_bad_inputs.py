@@ -22,8 +22,8 @@ import torch
 
 from bad_inputs.corpus import CASES, Assets, corpus_table
 from bad_inputs import files as F
-from synthfm.checkpoint import save_checkpoint
-from synthfm.cli_support import run_click
+from synthfm.weights.checkpoint import save_checkpoint
+from synthfm.cli.support import run_click
 from synthfm.modeling import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _command(kind: str):
     if kind == "evaluate":
         return _load_script("evaluate", "main")
     if kind == "train":
-        from synthfm.train_cli import train_command
+        from synthfm.cli.train import train_command
 
         return train_command
     from synthfm.cli import cli

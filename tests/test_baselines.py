@@ -1,4 +1,4 @@
-"""Classical click baselines (synthfm.baselines) on easy synthetic images."""
+"""Classical click baselines (synthfm.evaluation.baselines) on easy synthetic images."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from synthfm.baselines import CLASSICAL_METHODS, Method, build_classical, click_roi, to_unit_grey
-from synthfm.metrics import dice
+from synthfm.evaluation.baselines import CLASSICAL_METHODS, Method, build_classical, click_roi, to_unit_grey
+from synthfm.evaluation.metrics import dice
 from synthfm.prompts import Clicks, simulate_clicks
 
 

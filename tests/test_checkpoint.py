@@ -1,4 +1,4 @@
-"""Tests for synthfm.checkpoint: safetensors round trips, metadata, strict and clear failures."""
+"""Tests for synthfm.weights.checkpoint: safetensors round trips, metadata, strict and clear failures."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from synthfm import __version__, official_sam
-from synthfm.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from synthfm import __version__
+from synthfm.weights import official_sam
+from synthfm.weights.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from synthfm.errors import CheckpointError, UserError
 from synthfm.modeling import build_model
 from synthfm.modeling.sam_vit import VIT_CONFIGS, ViTConfig

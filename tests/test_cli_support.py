@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from synthfm.cli_support import run_click
+from synthfm.cli.support import run_click
 from synthfm.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""nnU-Net folder reading and object extraction (synthfm.datasets).
+"""nnU-Net folder reading and object extraction (synthfm.evaluation.datasets).
 
 The dataset builders here are reused by tests/test_evaluation.py and tests/test_evaluate_cli.py.
 """
@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from synthfm.datasets import CaseError, extract_objects, find_datasets, list_cases, load_dataset_info, read_case
+from synthfm.evaluation.datasets import CaseError, extract_objects, find_datasets, list_cases, load_dataset_info, read_case
 from synthfm.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -1,4 +1,4 @@
-"""``python -m synthfm.demo``: one click on a real (or generated) image, overlay + gallery."""
+"""``python -m synthfm.cli.demo``: one click on a real (or generated) image, overlay + gallery."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
-from synthfm.cli_support import run_click
-from synthfm.demo import default_data_folder, demo
+from synthfm.cli.support import run_click
+from synthfm.cli.demo import default_data_folder, demo
 
 
 def _check_outputs(out: Path, output: str) -> dict:
@@ -42,14 +42,14 @@ def test_demo_on_real_data(tmp_path, tiny_checkpoint):
 def test_demo_refuses_a_file_as_output_folder(tmp_path, capsys):
     target = tmp_path / "file.txt"
     target.write_text("x")
-    assert run_click(demo, ["--out", str(target)], prog_name="synthfm.demo") != 0
+    assert run_click(demo, ["--out", str(target)], prog_name="synthfm.cli.demo") != 0
     assert "error" in capsys.readouterr().err
     assert target.read_text() == "x"
 
 
 def test_demo_without_a_model_is_one_clear_error(tmp_path, capsys):
     code = run_click(demo, ["--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.safetensors")],
-                     prog_name="synthfm.demo")
+                     prog_name="synthfm.cli.demo")
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_datasets import SHARED_DATA, write_png_dataset
 
-from synthfm.cli_support import run_click
+from synthfm.cli.support import run_click
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol (synthfm.evaluation) and its report (synthfm.evaluation_report)."""
+"""The evaluation protocol (synthfm.evaluation.protocol) and its report (synthfm.evaluation.report)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from test_datasets import write_nifti_dataset, write_png_case, write_png_dataset
 
-from synthfm.datasets import find_datasets
-from synthfm.evaluation import EvalProtocol, build_methods, evaluate, object_rng, stable_hash
-from synthfm.evaluation_report import summarise, summary_markdown, write_report
+from synthfm.evaluation.datasets import find_datasets
+from synthfm.evaluation.protocol import EvalProtocol, build_methods, evaluate, object_rng, stable_hash
+from synthfm.evaluation.report import summarise, summary_markdown, write_report
 from synthfm.errors import UserError
 from synthfm.prompts import Clicks
 
@@ -207,8 +207,8 @@ def test_build_methods_validates_names(tmp_path):
 
 
 def test_predictor_method_with_a_tiny_checkpoint(tmp_path):
-    pytest.importorskip("synthfm.checkpoint")
-    from synthfm.checkpoint import save_checkpoint
+    pytest.importorskip("synthfm.weights.checkpoint")
+    from synthfm.weights.checkpoint import save_checkpoint
     from synthfm.modeling import build_model
 
     import torch

@@ -20,12 +20,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import synthfm.training as training
-from synthfm.checkpoint import load_checkpoint, save_checkpoint
+import synthfm.training.loop as training
+from synthfm.weights.checkpoint import load_checkpoint, save_checkpoint
 from synthfm.modeling import build_model
-from synthfm.training import resume_config, train
-from synthfm.training_config import preset_config
-from synthfm.training_state import LAST_WEIGHTS, read_checkpoint
+from synthfm.training.loop import resume_config, train
+from synthfm.training.config import preset_config
+from synthfm.training.run_folder import LAST_WEIGHTS, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def test_interrupted_weights_write_keeps_the_last_good_checkpoint(tmp_path, monk
 
 _WRITER = textwrap.dedent("""
     import sys, torch
-    from synthfm.checkpoint import save_checkpoint
+    from synthfm.weights.checkpoint import save_checkpoint
     from synthfm.modeling import build_model
     torch.set_num_threads(1)
     models = []

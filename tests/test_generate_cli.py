@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from synthfm.cli import cli
-from synthfm.cli_support import run_click
+from synthfm.cli.support import run_click
 from synthfm.synth.generator import sample_at
 from synthfm.synth.recipe import load_recipe
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from synthfm.errors import UserError
-from synthfm.intensity import (
+from synthfm.io.intensity import (
     CT_WINDOWS,
     PRESET_NAMES,
     IntensityWindow,

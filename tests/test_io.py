@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from synthfm.errors import ImageReadError, UserError
-from synthfm.io import (
+from synthfm.io.images import (
     check_slice,
     embed_slice,
     file_extension,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from synthfm.losses import (
+from synthfm.training.losses import (
     best_mask_index,
     dice_loss,
     hard_dice,

@@ -2,7 +2,7 @@
 
 import torch
 
-from synthfm.losses import bce_loss_per_item, soft_dice_loss
+from synthfm.training.losses import bce_loss_per_item, soft_dice_loss
 
 
 def test_bce_matches_definition_and_shape():

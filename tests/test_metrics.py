@@ -1,4 +1,4 @@
-"""Per-object metrics on hand-checkable shapes (synthfm.metrics)."""
+"""Per-object metrics on hand-checkable shapes (synthfm.evaluation.metrics)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from synthfm.metrics import boundary, dice, hd95, iou, nsd, object_metrics, surface_distances
+from synthfm.evaluation.metrics import boundary, dice, hd95, iou, nsd, object_metrics, surface_distances
 
 
 def square(shape=(64, 64), top=10, left=10, side=20) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for synthfm.official_sam, using random state dicts with the official SAM key names.
+"""Tests for synthfm.weights.official_sam, using random state dicts with the official SAM key names.
 
 No official SAM file exists here; the loading path is exercised with ``build_sam_vit_b()``-style
 random models saved as ``.pth`` dicts, the checksum policy by patching the table of known digests.
@@ -15,10 +15,10 @@ import torch
 from segment_anything import build_sam_vit_b
 from segment_anything.modeling import ImageEncoderViT
 
-from synthfm import official_sam
+from synthfm.weights import official_sam
 from synthfm.errors import CheckpointError, UserError
 from synthfm.modeling.sam_vit import VIT_CONFIGS, ViTConfig, build_sam_vit
-from synthfm.official_sam import (
+from synthfm.weights.official_sam import (
     OFFICIAL_SAM_FILES,
     OfficialSamFile,
     adapt_encoder_state_dict,

@@ -10,13 +10,13 @@ from click.testing import CliRunner
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from synthfm.checkpoint import save_checkpoint  # noqa: E402
+from synthfm.weights.checkpoint import save_checkpoint  # noqa: E402
 from synthfm.cli import cli  # noqa: E402
-from synthfm.cli_support import run_click  # noqa: E402
+from synthfm.cli.support import run_click  # noqa: E402
 from synthfm.errors import UserError  # noqa: E402
 from synthfm.modeling import build_model  # noqa: E402
-from synthfm.onnx_export import export_onnx, image_inputs, prompt_inputs  # noqa: E402
-from synthfm.predictor import Predictor  # noqa: E402
+from synthfm.inference.onnx_export import export_onnx, image_inputs, prompt_inputs  # noqa: E402
+from synthfm.inference.predictor import Predictor  # noqa: E402
 
 TOL = 1e-3
 

@@ -6,11 +6,11 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.predictor import SamPredictor
 
-from synthfm.checkpoint import save_checkpoint
+from synthfm.weights.checkpoint import save_checkpoint
 from synthfm.errors import UserError
 from synthfm.modeling import build_model
-from synthfm.predictor import Predictor, check_device, resolve_model
-from synthfm.transforms import logits_to_original
+from synthfm.inference.predictor import Predictor, check_device, resolve_model
+from synthfm.inference.transforms import logits_to_original
 
 S = 64
 
@@ -199,7 +199,7 @@ def test_from_checkpoint_gives_the_same_predictions(model, tmp_path):
 
 
 def test_resolve_model(tmp_path, monkeypatch):
-    import synthfm.predictor as pred
+    import synthfm.inference.predictor as pred
 
     monkeypatch.setattr(pred, "DEFAULT_MODEL_PATH", tmp_path / "absent.safetensors")
     with pytest.raises(UserError, match="no default model is shipped yet; pass --model PATH"):

@@ -9,12 +9,12 @@ import torch
 from click.testing import CliRunner
 
 from synthfm.cli import cli
-from synthfm.cli_support import run_click
+from synthfm.cli.support import run_click
 from synthfm.errors import UserError
-from synthfm.intensity import IntensityWindow
+from synthfm.io.intensity import IntensityWindow
 from synthfm.modeling import build_model
-from synthfm.predictor import Predictor
-from synthfm.propagation import (
+from synthfm.inference.predictor import Predictor
+from synthfm.inference.propagation import (
     PropagationConfig,
     VolumeSlices,
     components_touching,
@@ -279,7 +279,7 @@ def test_segment_propagate_on_a_2d_image_is_one_line_error(files, tmp_path, caps
 
 
 def test_volume_objects_use_26_connectivity_and_a_size_floor():
-    from synthfm.propagation_eval import largest_slice, volume_objects
+    from synthfm.evaluation.propagation import largest_slice, volume_objects
 
     lab = np.zeros((6, 10, 10), np.uint8)
     lab[1, 2, 2] = lab[2, 3, 3] = 1  # touch only at a corner: one 26-connected object
@@ -292,7 +292,7 @@ def test_volume_objects_use_26_connectivity_and_a_size_floor():
 
 
 def test_slicing_axis_follows_the_direction_matrix():
-    from synthfm.propagation_eval import slicing_axis
+    from synthfm.evaluation.propagation import slicing_axis
 
     assert slicing_axis((1, 0, 0, 0, 1, 0, 0, 0, 1)) == 0  # axial acquisition: array axis 0
     assert slicing_axis((-1, 0, 0, 0, -1, 0, 0, 0, 1)) == 0
@@ -302,7 +302,7 @@ def test_slicing_axis_follows_the_direction_matrix():
 def test_evaluate_volumes_scores_a_perfect_predictor_at_one(tmp_path):
     import json
 
-    from synthfm.propagation_eval import VARIANTS, evaluate_volumes, summarise, summary_markdown
+    from synthfm.evaluation.propagation import VARIANTS, evaluate_volumes, summarise, summary_markdown
 
     root = tmp_path / "data" / "Toy3D"
     (root / "imagesTs").mkdir(parents=True)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from synthfm.errors import ImageReadError, RecipeError
-from synthfm.io import read_image
+from synthfm.io.images import read_image
 from synthfm.prompts import mask_to_box, next_interactive_click, simulate_clicks
 from synthfm.synth.recipe import Recipe, default_recipe, load_recipe, recipe_from_dict, recipe_to_dict
 

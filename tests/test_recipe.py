@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_default_recipe_equals_the_shipped_synthfm_yaml():
     assert default_recipe() == load_recipe("synthfm")
-    assert default_recipe() == load_recipe(REPO / "recipes" / "synthfm.yaml")
+    assert default_recipe() == load_recipe(REPO / "synthfm" / "synth" / "recipes" / "synthfm.yaml")
 
 
 def test_shipped_recipes_load_and_select_their_modules():
@@ -151,5 +151,5 @@ def test_synthfm_yaml_documents_every_key():
                 out |= keys(v, prefix + k + ".")
         return out
 
-    text = yaml.safe_load((REPO / "recipes" / "synthfm.yaml").read_text())
+    text = yaml.safe_load((REPO / "synthfm" / "synth" / "recipes" / "synthfm.yaml").read_text())
     assert keys(text) == keys(recipe_to_dict(default_recipe()))

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from synthfm.errors import CheckpointError
-from synthfm.training import build_training_model, resume_config, train
-from synthfm.training_config import preset_config
-from synthfm.training_state import (
+from synthfm.training.loop import build_training_model, resume_config, train
+from synthfm.training.config import preset_config
+from synthfm.training.run_folder import (
     LAST_STATE,
     LAST_WEIGHTS,
     PENDING_WEIGHTS,
@@ -97,13 +97,13 @@ def _nudge(model, value: float) -> None:
 
 
 def _writer(model):
-    from synthfm.checkpoint import save_checkpoint
+    from synthfm.weights.checkpoint import save_checkpoint
 
     return lambda path: save_checkpoint(path, model, metadata={"note": "test"})
 
 
 def test_crash_between_the_two_writes_never_pairs_mismatched_files(tmp_path, monkeypatch):
-    import synthfm.training_state as ts
+    import synthfm.training.run_folder as ts
 
     model, opt = _small_model_and_optimizer()
     _nudge(model, 1.0)
@@ -248,7 +248,7 @@ def test_two_process_gloo_run_matches_one_process_with_double_batch(tmp_path):
 
 @pytest.mark.slow
 def test_frozen_vit_from_sam_file_resumes_identically(tmp_path):
-    from synthfm.checkpoint import read_metadata
+    from synthfm.weights.checkpoint import read_metadata
     from synthfm.modeling import build_model
 
     # a SAM-format file (official key names) holding random weights: no real SAM weights here

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from bad_inputs.files import malicious_pickle
-from synthfm.checkpoint import load_checkpoint, read_metadata
+from synthfm.weights.checkpoint import load_checkpoint, read_metadata
 from synthfm.errors import CheckpointError
-from synthfm.official_sam import build_model as build_from_sam
-from synthfm.official_sam import load_official_state_dict
-from synthfm.training_state import LAST_STATE, read_checkpoint
+from synthfm.weights.official_sam import build_model as build_from_sam
+from synthfm.weights.official_sam import load_official_state_dict
+from synthfm.training.run_folder import LAST_STATE, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted((REPO / "synthfm").rglob("*.py")) + [REPO / "evaluate.py", REPO / "train.py"]
@@ -79,7 +79,7 @@ def test_every_torch_load_in_the_package_is_weights_only():
                 ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
                 assert ok, f"{path.relative_to(REPO)}:{call.lineno}: torch.load without weights_only=True"
                 found.append(path.name)
-    assert {"official_sam.py", "training_state.py"} <= set(found)  # the two places that read .pt/.pth files
+    assert {"official_sam.py", "run_folder.py"} <= set(found)  # the two places that read .pt/.pth files
 
 
 def test_no_unsafe_deserialiser_in_the_package():
@@ -94,7 +94,7 @@ def test_no_unsafe_deserialiser_in_the_package():
 
 
 def test_our_checkpoints_are_written_as_safetensors(tmp_path):
-    from synthfm.checkpoint import save_checkpoint
+    from synthfm.weights.checkpoint import save_checkpoint
     from synthfm.modeling import build_model
 
     path = tmp_path / "m.safetensors"

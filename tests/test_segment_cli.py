@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from synthfm.cli import cli
-from synthfm.cli_support import run_click
+from synthfm.cli.support import run_click
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_bad_inputs_give_one_clear_line(files, tmp_path, capsys):
 
 
 def test_model_errors(files, tmp_path, capsys, monkeypatch):
-    import synthfm.predictor as pred
+    import synthfm.inference.predictor as pred
 
     png, out = str(files["png"]), ["--out", str(tmp_path / "o.png")]
     monkeypatch.setattr(pred, "DEFAULT_MODEL_PATH", tmp_path / "absent.safetensors")
@@ -175,8 +175,8 @@ def test_real_subprocess_run(files, tmp_path):
 @pytest.mark.slow
 def test_plain_sam_and_external_encoder_checkpoint(files, tmp_path):
     """--encoder vit_b --sam-checkpoint (plain SAM at 1024) and a checkpoint referencing that file."""
-    from synthfm import official_sam
-    from synthfm.checkpoint import save_checkpoint as save
+    from synthfm.weights import official_sam
+    from synthfm.weights.checkpoint import save_checkpoint as save
 
     shapes = official_sam.expected_sam_shapes("vit_b")
     sam_file = tmp_path / "my_sam_vit_b.pth"

@@ -1,4 +1,4 @@
-"""The torch synthetic generator (synthfm.synth_gpu), run on CPU at tiny sizes."""
+"""The torch synthetic generator (synthfm.synth.gpu), run on CPU at tiny sizes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import torch
 from scipy import ndimage
 
 from synthfm.synth.recipe import NOISE_KINDS, default_recipe, recipe_from_dict
-from synthfm.synth_gpu import GpuSynthGenerator
-from synthfm.synth_gpu.clicks import jump_flood_distance, mask_boxes
-from synthfm.synth_gpu.labelmaps import erode_labels
-from synthfm.training_data import PromptPolicy
+from synthfm.synth.gpu import GpuSynthGenerator
+from synthfm.synth.gpu.clicks import jump_flood_distance, mask_boxes
+from synthfm.synth.gpu.labelmaps import erode_labels
+from synthfm.training.data import PromptPolicy
 
 SIZE = 64
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from synthfm.cli_support import run_click
-from synthfm.train_cli import train_command
-from synthfm.training_config import TrainConfig, preset_config, validate_config
+from synthfm.cli.support import run_click
+from synthfm.cli.train import train_command
+from synthfm.training.config import TrainConfig, preset_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_paper_preset_values():
 
 
 def test_every_config_field_has_a_cli_option():
-    from synthfm.train_cli import _CONFIG_OPTIONS
+    from synthfm.cli.train import _CONFIG_OPTIONS
 
     names = {p.name for p in train_command.params}
     for field in TrainConfig.__dataclass_fields__:
@@ -135,7 +135,7 @@ def test_tiny_run_writes_outputs(capsys, tmp_path):
     val = list(csv.DictReader(open(out / "val.csv")))
     assert len(val) == 1 and {"dice_1_0", "dice_3_0", "dice_1_2", "dice_3_2", "mean"} <= set(val[0])
     assert 0.0 <= float(val[0]["mean"]) <= 1.0
-    from synthfm.checkpoint import load_checkpoint, read_metadata
+    from synthfm.weights.checkpoint import load_checkpoint, read_metadata
 
     meta = read_metadata(out / "last.safetensors")
     assert meta["train_config"]["seed"] == 3 and meta["images_seen"] == 8

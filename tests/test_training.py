@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from synthfm.synth.sample import Sample, Target
-from synthfm.training import (
+from synthfm.training.loop import (
     build_training_model,
     compute_loss,
     iterate_batches,
@@ -18,8 +18,8 @@ from synthfm.training import (
     prompt_groups,
     train,
 )
-from synthfm.training_config import preset_config
-from synthfm.training_data import PromptedItemTransform, PromptPolicy, collate_items
+from synthfm.training.config import preset_config
+from synthfm.training.data import PromptedItemTransform, PromptPolicy, collate_items
 
 SIZE = 64
 
@@ -202,7 +202,7 @@ def test_frozen_encoder_gets_no_gradient_and_does_not_change(tmp_path):
     assert any(p.grad is not None for p in reference.mask_decoder.parameters())
 
     train(cfg, progress=False)
-    from synthfm.checkpoint import load_checkpoint
+    from synthfm.weights.checkpoint import load_checkpoint
 
     trained, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
     assert meta["encoder_frozen"] is True
@@ -218,7 +218,7 @@ def test_trainable_encoder_changes(tmp_path):
     assert not build_training_model(cfg).encoder_frozen
     reference = build_training_model(cfg).state_dict()
     train(cfg, progress=False)
-    from synthfm.checkpoint import load_checkpoint
+    from synthfm.weights.checkpoint import load_checkpoint
 
     trained = load_checkpoint(tmp_path / "run" / "last.safetensors")[0].state_dict()
     enc = [k for k in reference if k.startswith("image_encoder.") and reference[k].is_floating_point()]
@@ -227,7 +227,7 @@ def test_trainable_encoder_changes(tmp_path):
 
 def test_validation_set_is_fixed_and_scored():
     from synthfm.synth.recipe import load_recipe
-    from synthfm.validation import build_validation_set, evaluate_validation
+    from synthfm.training.validation import build_validation_set, evaluate_validation
 
     recipe = load_recipe("synthfm")
     a = build_validation_set(recipe, seed=0, n_images=3, image_size=SIZE)

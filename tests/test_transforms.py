@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from synthfm.transforms import (
+from synthfm.inference.transforms import (
     box_to_model,
     coords_to_model,
     image_to_model_input,

@@ -117,7 +117,7 @@ def build_model(
     image_size None = the encoder's default (1024 for vit_*, 256 for the small encoders);
     freeze_encoder None = True for vit_*, False for small encoders.  The encoder is random unless
     ``encoder_state_dict`` (keys relative to ``image_encoder``) is given (see build_encoder).
-    Files are read by synthfm.checkpoint / synthfm.official_sam, not here.
+    Files are read by synthfm.weights.checkpoint / synthfm.weights.official_sam, not here.
     fast_encoder: build vit_* encoders as FastImageEncoderViT (see build_encoder).
     Unknown encoder or bad image size -> UserError.
     """

@@ -3,7 +3,7 @@
 The hyper-parameters are the official ones (``segment_anything/build_sam.py``); only the input
 size may differ from SAM's 1024 px, in which case the absolute position embedding grid and the
 global-attention relative position tables are sized for ``image_size // 16`` (official weights are
-resized to fit by :func:`synthfm.official_sam.adapt_encoder_state_dict`).
+resized to fit by :func:`synthfm.weights.official_sam.adapt_encoder_state_dict`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class SynthFM(nn.Module):
     ``prompt_encoder`` (segment_anything PromptEncoder), ``mask_decoder`` (segment_anything
     MaskDecoder), buffers ``pixel_mean``/``pixel_std`` (3,) in 0..255 units, ``encoder_frozen``.
     ``encoder_source`` is None or a dict describing where external encoder weights came from
-    (set by :mod:`synthfm.official_sam`; stored in checkpoint metadata).
+    (set by :mod:`synthfm.weights.official_sam`; stored in checkpoint metadata).
     """
 
     def __init__(

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from synthfm.atomic import atomic_write_bytes
+from synthfm.io.atomic import atomic_write_bytes
 from synthfm.errors import UserError
 from synthfm.synth.gallery import MAX_TILES, save_gallery
 from synthfm.synth.generator import sample_at

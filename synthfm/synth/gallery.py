@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from synthfm.atomic import atomic_output
+from synthfm.io.atomic import atomic_output
 from synthfm.synth.sample import Sample
 
 MAX_TILES = 16

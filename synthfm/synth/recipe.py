@@ -1,7 +1,7 @@
 """Recipes: the frozen dataclass tree that configures the synthetic engine, and its YAML form.
 
 A recipe file is YAML whose nesting mirrors the dataclasses below.  Any key may be left out (it
-keeps the embedded default, which is ``recipes/synthfm.yaml``), so a new recipe only lists what
+keeps the embedded default, which is ``synthfm/synth/recipes/synthfm.yaml``), so a new recipe only lists what
 it changes.  Validation is strict and names the dotted key and the value in one line:
 an unknown key, a wrong type, a value outside its bounds, a range with ``lo > hi`` or a
 probability outside [0, 1] raises :class:`~synthfm.errors.RecipeError`.
@@ -13,6 +13,8 @@ thing at 256 and 1024 pixels.
 """
 
 from __future__ import annotations
+
+import importlib.resources
 
 import dataclasses
 import math
@@ -28,7 +30,8 @@ from synthfm.errors import RecipeError
 Range = tuple[float, float]
 IntRange = tuple[int, int]
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+# The named recipes are package data (synthfm/synth/recipes/*.yaml), so they ship in the wheel.
+RECIPES_DIR = Path(str(importlib.resources.files("synthfm.synth") / "recipes"))
 
 
 def _num(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
@@ -303,7 +306,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything the synthetic engine needs; ``recipes/synthfm.yaml`` holds the defaults."""
+    """Everything the synthetic engine needs; ``synthfm/synth/recipes/synthfm.yaml`` holds the defaults."""
 
     name: str = "synthfm"
     description: str = "SynthFM mix: shape-aware and boundary-aware modules, four modality flavours"
@@ -451,7 +454,7 @@ def _sums_to_one(source: str, path: str, probs: dict[str, float]) -> None:
 
 
 def resolve_recipe_path(path_or_name: str | Path) -> Path:
-    """A path to an existing file, or a bare name looked up as ``<repo>/recipes/<name>.yaml``."""
+    """A path to an existing file, or a bare name looked up as ``synthfm/synth/recipes/<name>.yaml`` (package data)."""
     text = str(path_or_name)
     p = Path(text).expanduser()
     if p.is_file():
@@ -469,7 +472,7 @@ def resolve_recipe_path(path_or_name: str | Path) -> Path:
 
 
 def available_recipes() -> list[str]:
-    """Names of the recipes shipped in ``<repo>/recipes``."""
+    """Names of the recipes shipped in ``synthfm/synth/recipes`` (package data)."""
     return sorted(q.stem for q in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
 
 

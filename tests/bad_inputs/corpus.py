@@ -190,7 +190,7 @@ def _planted_state(d: Path, a: Assets) -> list[str]:
     run = d / "run"
     run.mkdir()
     from synthfm.synth.recipe import load_recipe, recipe_to_dict
-    from synthfm.training_config import config_to_dict, preset_config
+    from synthfm.training.config import config_to_dict, preset_config
 
     payload = {"config": config_to_dict(preset_config("tiny", out=str(run))), "recipe": recipe_to_dict(load_recipe("synthfm"))}
     (run / "config.json").write_text(json.dumps(payload))

@@ -1,0 +1,5 @@
+"""``python -m synthfm.cli``: the same as the ``synthfm`` command."""
+
+from synthfm.cli import main
+
+main()

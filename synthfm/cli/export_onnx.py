@@ -1,0 +1,54 @@
+"""``synthfm export-onnx``: the prompt encoder + mask decoder (and a small image encoder) as ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("export-onnx")
+@click.option("--model", required=True, help="synthfm checkpoint (.safetensors) or 'default' (the shipped model).")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output folder: decoder.onnx, encoder.onnx (small encoders), export.json.")
+@click.option("--sam-checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Official SAM .pth, for a checkpoint that references an official encoder.")
+@click.option("--multimask", is_flag=True, help="Export SAM's 3 masks per prompt (default: 1 mask).")
+@click.option("--no-encoder", is_flag=True, help="Export the decoder only.")
+@click.option("--opset", type=click.IntRange(14, 21), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--no-verify", is_flag=True, help="Skip the onnxruntime-vs-PyTorch check.")
+@click.option("--overwrite", is_flag=True, help="Replace earlier exports in --out.")
+def export_onnx(model, out_dir, sam_checkpoint, multimask, no_encoder, opset, no_verify, overwrite) -> None:
+    """Export a synthfm model to ONNX (SAM's decoder convention) and verify it with onnxruntime.
+
+    decoder.onnx takes image_embeddings, point_coords/point_labels (any number of points, model-input
+    pixels), mask_input + has_mask_input and orig_im_size, and returns masks (logits at the original
+    size), scores and low_res_logits.  See synthfm/onnx_export.py for the exact contract.
+    """
+    from synthfm.weights.checkpoint import load_checkpoint
+    from synthfm.errors import UserError
+    from synthfm.inference.onnx_export import check_output_dir, export_onnx as run_export, require_onnx
+    from synthfm.inference.predictor import resolve_model
+
+    require_onnx()
+    check_output_dir(out_dir, overwrite)
+    path = resolve_model(model)
+    if sam_checkpoint is not None and not sam_checkpoint.is_file():
+        raise UserError(f"SAM checkpoint not found: {sam_checkpoint}")
+    net, metadata = load_checkpoint(path, sam_checkpoint=None if sam_checkpoint is None else str(sam_checkpoint))
+    source = {"checkpoint": path.name, **{k: metadata[k] for k in ("recipe", "train_config") if k in metadata}}
+    if "recipe" in source and isinstance(source["recipe"], dict):
+        source["recipe"] = source["recipe"].get("name", "custom")
+    report = run_export(net, out_dir, multimask=multimask, include_encoder=not no_encoder, opset=opset,
+                        verify=not no_verify, overwrite=overwrite, metadata=source)
+    files = [entry["path"] for entry in report["files"].values() if entry]
+    line = f"exported {net.encoder_name} ({net.image_size} px) to {out_dir}: {', '.join(files)}"
+    if report.get("encoder_skipped") and not no_encoder:
+        line += f" (encoder skipped: {report['encoder_skipped']})"
+    click.echo(line)
+    ver = report.get("verification")
+    if ver is not None:
+        click.echo(f"onnxruntime {ver['onnxruntime']} vs PyTorch: max abs difference {ver['max_abs_diff']:.2e} "
+                   f"({'ok' if ver['passed'] else 'ABOVE'} tolerance {ver['tolerance']:g}); details in export.json")
+        if not ver["passed"]:
+            raise UserError(f"the ONNX graphs differ from PyTorch by {ver['max_abs_diff']:.3g} (see {out_dir}/export.json)")

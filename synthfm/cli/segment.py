@@ -1,0 +1,299 @@
+"""``synthfm segment``: click on an image or a volume slice, get a mask file.
+
+Everything that can be checked is checked before the model is loaded or any file written
+(prompts, output paths, input file, slice, clicks inside the image, checkpoint); outputs are
+written atomically, so a failed run never leaves a half-written file or clobbers an old one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from synthfm.errors import UserError
+
+AXIS_NAMES = ("axial", "coronal", "sagittal")
+OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class _Numbers(click.ParamType):
+    """``"a,b[,...]"`` -> tuple of ``count`` floats."""
+
+    def __init__(self, count: int, metavar: str) -> None:
+        self.count = count
+        self.name = metavar
+
+    def get_metavar(self, param, ctx=None) -> str:  # click >= 8.2 passes ctx
+        return self.name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).replace(" ", "").split(",")
+        try:
+            numbers = tuple(float(p) for p in parts)
+        except ValueError:
+            self.fail(f"expected {self.name} numbers, got {value!r}", param, ctx)
+        if len(numbers) != self.count or not all(np.isfinite(numbers)):
+            self.fail(f"expected {self.count} finite numbers {self.name}, got {value!r}", param, ctx)
+        return numbers
+
+
+POINT = _Numbers(2, "X,Y")
+BOX = _Numbers(4, "X0,Y0,X1,Y1")
+
+
+@click.command("segment")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--point", "points", multiple=True, type=POINT, help="Positive click (x=column, y=row pixels); repeatable.")
+@click.option("--negative", "negatives", multiple=True, type=POINT, help="Negative click X,Y; repeatable.")
+@click.option("--box", type=BOX, default=None, help="Box prompt X0,Y0,X1,Y1 in pixels.")
+@click.option("--slice", "slice_index", type=int, default=None, help="Slice K of a volume (clicks are on this slice).")
+@click.option("--axis", type=click.Choice(AXIS_NAMES), default="axial", show_default=True,
+              help="Slicing axis = array axis 0/1/2 of the (Z, Y, X) volume.")
+@click.option("--window", default="auto", show_default=True,
+              help="Intensity preset: auto, none, soft_tissue, lung, bone, brain, liver, mr, us, or LEVEL,WIDTH.")
+@click.option("--model", default=None, help="synthfm checkpoint (.safetensors) or 'default' (the shipped model).")
+@click.option("--encoder", default=None, help="With --sam-checkpoint and no --model: plain SAM (vit_h, vit_l, vit_b).")
+@click.option("--sam-checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Official SAM .pth file (for plain SAM, or a checkpoint that references it).")
+@click.option("--multimask", is_flag=True, help="Ask for SAM's 3 masks and keep the best-scoring one.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Mask file: .png/.bmp/.tif for 2D input, .nii.gz/.nii/.nrrd/.mha (any input).")
+@click.option("--overlay", "overlay_path", type=click.Path(path_type=Path), default=None,
+              help="Also write a PNG of the (windowed) image with the mask and clicks drawn.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--propagate", is_flag=True,
+              help="Volumes: segment slice K, then follow the object slice by slice in both directions.")
+@click.option("--stop-area", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="--propagate stops where the mask is smaller than this fraction of slice K's mask.")
+@click.option("--stop-score", type=float, default=None,
+              help="--propagate also stops where the predicted IoU falls below this (off by default).")
+def segment(input_path, points, negatives, box, slice_index, axis, window, model, encoder, sam_checkpoint,
+            multimask, device, out_path, overlay_path, overwrite, propagate, stop_area, stop_score) -> None:
+    """Segment one object in INPUT from clicks (a 2D image, or slice --slice of a volume).
+
+    INPUT: PNG/JPEG/TIFF/BMP, DICOM file or series folder, NIfTI, NRRD, MHA/MHD.  Clicks are in
+    the pixel coordinates of the image (or of slice K of a volume).  For a volume, OUT is a
+    volume mask of the same size and geometry with only slice K filled, or with --propagate
+    every slice the object was followed to (it stops where the mask vanishes, no longer overlaps
+    the previous slice's, or shrinks below --stop-area of slice K's; see synthfm/propagation.py).
+    """
+    from synthfm.io.atomic import check_writable_output
+    from synthfm.io.intensity import parse_preset
+    from synthfm.io.images import MASK_RASTER_EXTENSIONS, MASK_VOLUME_EXTENSIONS, file_extension
+    from synthfm.inference.predictor import check_device
+
+    if not points and box is None:
+        raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
+    preset = parse_preset(window)
+    dev = check_device(device)
+    out_ext = file_extension(out_path)
+    if out_ext not in MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS:
+        allowed = " ".join(MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS)
+        raise UserError(f"--out must end with one of: {allowed} (got {out_path.name})")
+    for given, flag in ((out_path, "--out"), (overlay_path, "--overlay")):
+        if given is not None and input_path.exists() and given.resolve() == input_path.resolve():
+            raise UserError(f"{flag} would overwrite INPUT ({input_path}); choose another file")
+    check_writable_output(out_path, overwrite=overwrite)
+    if overlay_path is not None:
+        if file_extension(overlay_path) not in OVERLAY_EXTENSIONS:
+            raise UserError(f"--overlay must be an image file ({' '.join(OVERLAY_EXTENSIONS)}), got {overlay_path.name}")
+        if overlay_path.resolve() == out_path.resolve():
+            raise UserError("--overlay and --out must be different files")
+        check_writable_output(overlay_path, overwrite=overwrite)
+    model_source = _check_model_options(model, encoder, sam_checkpoint)
+
+    loaded, image, slice_index, where = _load_input(input_path, slice_index, axis)
+    if loaded.kind == "3d" and out_ext not in MASK_VOLUME_EXTENSIONS:
+        raise UserError(f"INPUT is a volume: --out must be a volume file ({' '.join(MASK_VOLUME_EXTENSIONS)})")
+    if propagate and loaded.kind != "3d":
+        raise UserError(f"--propagate needs a volume; {input_path} is a 2D image")
+    coords, labels = _clicks(points, negatives)
+    _check_prompts_inside(coords, box, image.shape[:2])
+
+    predictor = _build_predictor(model_source, dev)
+    window_obj = _resolve_window(loaded, preset)
+    if propagate:
+        _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
+                            stop_area, stop_score, out_path, overlay_path, input_path)
+        return
+    predictor.set_image(image, preset=window_obj)
+    masks, scores, _ = predictor.predict(
+        point_coords=coords, point_labels=labels,
+        box=None if box is None else np.asarray(box, dtype=np.float32),
+        multimask_output=multimask,
+    )
+    best = int(np.argmax(scores))
+    mask = masks[best]
+
+    _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, predictor.image_uint8, coords, labels, box)
+    chosen = f"mask {best + 1}/3 (scores {', '.join(f'{s:.3f}' for s in scores)})" if multimask else f"score {scores[0]:.3f}"
+    click.echo(
+        f"{input_path}{where}: window {window_obj.describe()}; {int(mask.sum())} pixels, {chosen} -> {out_path}"
+        + (f" (overlay {overlay_path})" if overlay_path is not None else "")
+    )
+
+
+def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
+                        stop_area, stop_score, out_path, overlay_path, input_path) -> None:
+    from synthfm.io.images import slice_of, write_mask
+    from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
+
+    config = PropagationConfig(min_area_fraction=stop_area, min_score=stop_score)
+    slices = VolumeSlices(predictor, loaded.array, axis=axis, window=window_obj)
+    result = propagate(slices, slice_index, point_coords=coords, point_labels=labels,
+                       box=None if box is None else np.asarray(box, dtype=np.float32), config=config,
+                       multimask=multimask)
+    overlay = None
+    if overlay_path is not None:
+        slices.set_slice(slice_index)
+        overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, slice_index, axis), coords, labels, box)
+    write_mask(out_path, result.mask, like=loaded)
+    if overlay is not None:
+        _write_overlay(overlay_path, overlay)
+    click.echo(
+        f"{input_path} slice {slice_index} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
+        f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
+        + (f" (overlay of slice {slice_index}: {overlay_path})" if overlay_path is not None else "")
+    )
+
+
+def _check_model_options(model: str | None, encoder: str | None, sam_checkpoint: Path | None) -> dict:
+    """Decide where the model comes from and check the files exist (no loading yet)."""
+    from synthfm.inference.predictor import resolve_model
+
+    if sam_checkpoint is not None and not sam_checkpoint.is_file():
+        raise UserError(f"SAM checkpoint not found: {sam_checkpoint}")
+    if model is not None:
+        return {"kind": "synthfm", "path": resolve_model(model), "encoder": encoder, "sam_checkpoint": sam_checkpoint}
+    if sam_checkpoint is not None:
+        name = encoder or "vit_h"
+        if not name.startswith("vit_"):
+            raise UserError(f"plain SAM needs --encoder vit_h, vit_l or vit_b, got {name!r}")
+        return {"kind": "sam", "encoder": name, "sam_checkpoint": sam_checkpoint}
+    if encoder is not None and encoder.startswith("vit_"):
+        raise UserError(f"--encoder {encoder} needs --sam-checkpoint PATH (the official SAM weights)")
+    return {"kind": "synthfm", "path": resolve_model("default"), "encoder": encoder, "sam_checkpoint": None}
+
+
+def _build_predictor(source: dict, device):
+    from synthfm.inference.predictor import Predictor
+
+    if source["kind"] == "sam":
+        from synthfm.weights.official_sam import build_model as build_official_sam
+
+        model = build_official_sam(source["encoder"], sam_checkpoint=str(source["sam_checkpoint"]), load_sam_decoder=True)
+        return Predictor(model, device)
+    sam = source["sam_checkpoint"]
+    predictor = Predictor.from_checkpoint(source["path"], sam_checkpoint=None if sam is None else str(sam), device=device)
+    wanted = source["encoder"]
+    if wanted is not None and wanted != predictor.model.encoder_name:
+        raise UserError(f"--encoder {wanted} does not match the checkpoint's encoder {predictor.model.encoder_name}")
+    return predictor
+
+
+def _load_input(path: Path, slice_index: int | None, axis: str):
+    """Read INPUT; for a volume pick slice K.  Returns (LoadedImage, 2D image, K or None, description)."""
+    from synthfm.io.images import check_slice, read_image, slice_of
+
+    loaded = read_image(path)
+    if loaded.kind == "2d":
+        if slice_index is not None:
+            raise UserError(f"--slice applies to volumes only; {path} is a 2D image")
+        _check_finite(loaded.array, str(path))
+        return loaded, loaded.array, None, ""
+    n = loaded.num_slices(axis)
+    if slice_index is None:
+        if n != 1:
+            raise UserError(f"{path} is a volume: pass --slice K (0..{n - 1} along {axis})")
+        slice_index = 0
+    check_slice(loaded, slice_index, axis)
+    image = slice_of(loaded, slice_index, axis)
+    _check_finite(image, f"{path} slice {slice_index} ({axis})")
+    return loaded, image, slice_index, f" slice {slice_index} ({axis}, of {n})"
+
+
+def _check_finite(image: np.ndarray, where: str) -> None:
+    if image.dtype.kind == "f" and not np.isfinite(image).any():
+        raise UserError(f"{where}: image has no finite pixel value (all NaN or Inf)")
+
+
+def _clicks(points, negatives) -> tuple[np.ndarray | None, np.ndarray | None]:
+    pairs = list(points) + list(negatives)
+    if not pairs:
+        return None, None
+    coords = np.asarray(pairs, dtype=np.float32).reshape(-1, 2)
+    labels = np.asarray([1] * len(points) + [0] * len(negatives), dtype=np.int64)
+    return coords, labels
+
+
+def _check_prompts_inside(coords: np.ndarray | None, box, hw: tuple[int, int]) -> None:
+    h, w = hw
+    if coords is not None:
+        for x, y in coords:
+            if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+                raise UserError(f"click ({x:g}, {y:g}) is outside the image ({w} x {h} pixels: x in 0..{w - 1}, y in 0..{h - 1})")
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if x1 < x0 or y1 < y0:
+            raise UserError(f"--box needs X0 <= X1 and Y0 <= Y1, got {x0:g},{y0:g},{x1:g},{y1:g}")
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise UserError(f"--box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image ({w} x {h} pixels)")
+
+
+def _resolve_window(loaded, preset):
+    """Resolve the preset on the whole volume (consistent across slices) or on the 2D image."""
+    from synthfm.io.intensity import resolve_window
+
+    return resolve_window(loaded.array, preset, loaded.modality)
+
+
+def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box) -> None:
+    from synthfm.io.images import embed_slice, write_mask
+
+    result = embed_slice(loaded.array.shape, slice_index, axis, mask) if loaded.kind == "3d" else mask
+    overlay = None if overlay_path is None else render_overlay(image8, mask, coords, labels, box)
+    write_mask(out_path, result, like=loaded)
+    if overlay is not None:
+        _write_overlay(overlay_path, overlay)
+
+
+def _write_overlay(path: Path, bgr: np.ndarray) -> None:
+    import cv2
+
+    from synthfm.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise UserError(f"could not write the overlay image {path}")
+
+
+def render_overlay(image8: np.ndarray, mask: np.ndarray, coords, labels, box) -> np.ndarray:
+    """BGR uint8 picture: the 8-bit image, the mask tinted green with a yellow contour, positive
+    clicks as green dots, negative clicks as red dots, the box in cyan."""
+    import cv2
+
+    grey = image8 if image8.ndim == 2 else None
+    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR) if grey is not None else cv2.cvtColor(image8, cv2.COLOR_RGB2BGR)
+    h, w = mask.shape
+    scale = max(1, round(max(h, w) / 400))
+    m = mask.astype(bool)
+    tint = np.array([0, 200, 0], dtype=np.float32)
+    bgr[m] = (0.6 * bgr[m].astype(np.float32) + 0.4 * tint).astype(np.uint8)
+    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(bgr, contours, -1, (0, 255, 255), scale)
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(bgr, (x0, y0), (x1, y1), (255, 255, 0), scale)
+    if coords is not None:
+        radius = max(3, round(max(h, w) / 100))
+        for (x, y), label in zip(coords, labels):
+            centre = (int(round(float(x))), int(round(float(y))))
+            colour = (0, 220, 0) if label == 1 else (0, 0, 255)
+            cv2.circle(bgr, centre, radius, colour, -1, lineType=cv2.LINE_AA)
+            cv2.circle(bgr, centre, radius, (255, 255, 255), max(1, scale // 2), lineType=cv2.LINE_AA)
+    return bgr

@@ -1,0 +1,109 @@
+"""The ``train.py`` command: option parsing and validation in front of :func:`synthfm.training.loop.train`.
+
+Every option defaults to "not given": its value then comes from ``--preset`` (or, with
+``--resume``, from the run being continued).  Everything is validated before any work starts and a
+mistake prints one line (``train.py: error: ...``) and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synthfm.errors import UserError
+from synthfm.training.config import LR_SCHEDULES, PRESETS, preset_config
+
+# CLI option name -> TrainConfig field, for the options that map one to one
+_CONFIG_OPTIONS = (
+    "recipe", "encoder", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
+    "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
+    "box_fraction", "box_jitter", "multimask", "iou_loss_weight", "bce_weight", "seed", "val_images", "checkpoint_every",
+    "log_every", "workers", "device", "amp", "compile", "out",
+)
+
+
+@click.command(
+    name="train",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "\b\nExamples:\n"
+        "  python train.py --preset paper --sam-checkpoint sam_vit_h_4b8939.pth --out runs/paper\n"
+        "  python train.py --recipe recipes/my.yaml --out runs/my\n"
+        "  python train.py --resume runs/my\n"
+        "  torchrun --nproc-per-node 4 train.py --preset paper --sam-checkpoint sam_vit_h_4b8939.pth \\\n"
+        "      --out runs/paper4"
+    ),
+)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="Starting values for every option (default: small). paper = SynthFM's published setting.")
+@click.option("--recipe", default=None, help="Shipped recipe name (synthfm, shape_only, boundary_only) or YAML path.  [preset: synthfm]")
+@click.option("--encoder", default=None, help="Image encoder (vit_h, vit_l, vit_b, tiny_cnn, tiny_vit, ...).")
+@click.option("--sam-checkpoint", default=None, help="Official SAM .pth file for a vit_* encoder.")
+@click.option("--train-encoder/--freeze-encoder", "train_encoder", default=None,
+              help="Train the encoder with the decoder (default: yes for small encoders; vit_* stay frozen).")
+@click.option("--size", type=int, default=None, help="Model input size S (default: the encoder's).")
+@click.option("--gen-size", type=int, default=None, help="Generate images at this size, resized to S (default: S).")
+@click.option("--epochs", type=int, default=None, help="Epochs (each of --images-per-epoch fresh images).")
+@click.option("--images-per-epoch", type=int, default=None, help="Images per epoch, all processes together.")
+@click.option("--batch-size", type=int, default=None, help="Images per step per process.")
+@click.option("--prompts-per-image", type=int, default=None,
+              help="K prompt sets decoded per encoder pass (K supervised masks per image).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate.")
+@click.option("--weight-decay", type=float, default=None, help="Adam weight decay.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None, help="After warm-up.")
+@click.option("--warmup-steps", type=int, default=None, help="Linear learning-rate warm-up steps.")
+@click.option("--max-pos", type=int, default=None, help="Positive clicks per prompt set: 1..MAX_POS.")
+@click.option("--max-neg", type=int, default=None, help="Negative clicks per prompt set: 0..MAX_NEG.")
+@click.option("--box-fraction", type=float, default=None, help="Fraction of prompt sets that are a box alone.")
+@click.option("--box-jitter", type=float, default=None, help="Box side noise (std as a fraction of the side).")
+@click.option("--multimask/--no-multimask", default=None,
+              help="Train SAM's 3 ambiguity masks on single clicks (min-over-masks Dice).")
+@click.option("--bce-weight", type=float, default=None,
+              help="Weight of a pixel-wise BCE term added to Dice (0 = paper). [small preset: 1]")
+@click.option("--iou-loss-weight", type=float, default=None, help="Weight of the IoU-head MSE loss (0 = off).")
+@click.option("--seed", type=int, default=None, help="Run seed (images, prompts, initial weights).")
+@click.option("--val-images", type=int, default=None, help="Synthetic validation images (0 = no validation).")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0 = epoch ends).")
+@click.option("--log-every", type=int, default=None, help="Steps between log.csv rows.")
+@click.option("--workers", type=int, default=None, help="DataLoader worker processes generating images.")
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for CUDA).")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the image encoder.")
+@click.option("--out", default=None, help="Run folder (created; must be new or empty).")
+@click.option("--resume", "resume_dir", default=None, help="Continue the run in this folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the training run already in --out.")
+@click.option("--stop-after-steps", type=int, default=None,
+              help="Stop (with a checkpoint) after this many steps in total; --resume continues.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(preset, resume_dir, overwrite, stop_after_steps, quiet, compile_, **options: Any) -> int:
+    """Train SynthFM's decoder (and a small encoder) on synthetic images generated on the fly."""
+    from synthfm.training.loop import resume_config, train
+
+    options["compile"] = compile_
+    given = {k: v for k, v in options.items() if v is not None}
+    if set(given) - set(_CONFIG_OPTIONS):
+        raise click.UsageError(f"internal: unmapped options {sorted(set(given) - set(_CONFIG_OPTIONS))}")
+    if stop_after_steps is not None and stop_after_steps <= 0:
+        raise UserError(f"--stop-after-steps must be a positive integer, got {stop_after_steps}")
+    if resume_dir is not None:
+        if preset is not None:
+            raise UserError("--preset does not apply to --resume (the run keeps its own settings)")
+        if "out" in given and Path(given["out"]).resolve() != Path(resume_dir).resolve():
+            raise UserError("--resume continues a run in its own folder; drop --out or make it the same folder")
+        given.pop("out", None)
+        config = resume_config(resume_dir, given)
+    else:
+        config = preset_config(preset or "small", **given)
+    result = train(config, resume=resume_dir is not None, overwrite=overwrite, stop_after_steps=stop_after_steps,
+                   progress=not quiet)
+    best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
+    if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line, from rank 0
+        return 0
+    click.echo(
+        f"{result.step}/{result.total_steps} steps, {result.epochs_done} epochs, {result.images_seen} images, "
+        f"{result.wall_s:.1f} s; best mean validation Dice {best}; weights in {result.out}"
+    )
+    return 0

@@ -1,1 +1,0 @@
-"""Subcommands of the ``synthfm`` CLI, one module each."""

@@ -1,0 +1,258 @@
+"""SamPredictor-like inference: encode an image once, then answer clicks cheaply.
+
+    predictor = Predictor.from_checkpoint("model.safetensors")
+    predictor.set_image(ct_slice_in_hu, preset="soft_tissue")     # one encoder pass
+    masks, scores, low_res = predictor.predict(np.array([[120, 88]]), np.array([1]))
+
+Everything the caller sees is in the pixel frame of the image given to ``set_image``: clicks
+``(x, y)`` = (column, row) pixels, boxes ``(x0, y0, x1, y1)``, masks (C, H, W).  Internally the image
+goes through an intensity preset (``synthfm.io.intensity``) to 8-bit, then SAM's longest-side resize
+and bottom/right padding to the model's S x S input (``synthfm.inference.transforms``); the padding is 0
+after normalisation, as in SAM.  ``predict`` runs only the prompt encoder and mask decoder on the
+cached embedding, then maps the S/4 logits back to the image frame like ``SamPredictor``.
+With ``multimask_output=True`` the three masks come in SAM's decoder order (not sorted by score);
+pick with the returned scores.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthfm.errors import UserError
+from synthfm.io.intensity import IntensityWindow, resolve_window
+from synthfm.inference.transforms import box_to_model, coords_to_model, image_to_model_input, logits_to_original
+
+DEFAULT_MODEL_PATH = Path(str(importlib.resources.files("synthfm.weights") / "data" / "synthfm_default.safetensors"))
+MASK_THRESHOLD = 0.0
+# Clicks may sit anywhere on a pixel, i.e. up to half a pixel beyond the outermost pixel centres.
+_EDGE_TOLERANCE = 0.5
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """``"default"`` -> the shipped checkpoint; anything else is a path that must exist.
+
+    Raises UserError when the default model is not shipped yet or the file is missing.
+    """
+    if str(name_or_path) == "default":
+        if not DEFAULT_MODEL_PATH.is_file():
+            raise UserError("no default model is shipped yet; pass --model PATH")
+        return DEFAULT_MODEL_PATH
+    p = Path(name_or_path)
+    if not p.exists():
+        raise UserError(f"model file not found: {p}")
+    if p.is_dir():
+        raise UserError(f"model path is a folder, not a checkpoint file: {p}")
+    return p
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """Parse ``device`` and check it exists here; UserError otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device 'mps' requested but it is not available here; use --device cpu")
+    return dev
+
+
+def _as_image(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]  # drop alpha
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise UserError(f"image must be grey (H, W) or RGB (H, W, 3), got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise UserError(f"image is empty (shape {arr.shape})")
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"image must be numeric, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).any():
+        raise UserError("image has no finite pixel value (all NaN or Inf)")
+    return arr
+
+
+class Predictor:
+    """Click-to-mask inference for one image at a time (see the module docstring).
+
+    Attributes after ``set_image``: ``original_size`` (H, W), ``input_size`` (h, w) of the resized
+    image inside the S x S input, ``window`` (the resolved :class:`IntensityWindow`), ``image_uint8``
+    (the 8-bit image the model saw, (H, W) or (H, W, 3)).  ``metadata`` holds the checkpoint's
+    metadata when built with :meth:`from_checkpoint`.
+    """
+
+    def __init__(self, model, device: str | torch.device = "cpu") -> None:
+        self.device = check_device(device)
+        self.model = model.to(self.device).eval()
+        self.metadata: dict = {}
+        self.reset_image()
+
+    @classmethod
+    def from_checkpoint(
+        cls, path_or_default: str | Path, sam_checkpoint: str | None = None, device: str | torch.device = "cpu"
+    ) -> "Predictor":
+        """Load a synthfm checkpoint (``"default"`` = the shipped model); see :func:`resolve_model`.
+
+        ``sam_checkpoint`` is needed when the checkpoint references an official SAM encoder.
+        """
+        from synthfm.weights.checkpoint import load_checkpoint
+
+        dev = check_device(device)
+        path = resolve_model(path_or_default)
+        model, metadata = load_checkpoint(path, sam_checkpoint=sam_checkpoint, device=str(dev))
+        predictor = cls(model, dev)
+        predictor.metadata = dict(metadata)
+        return predictor
+
+    @property
+    def image_size(self) -> int:
+        """S, the model's square input side."""
+        return int(self.model.image_size)
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._features is not None
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self._features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+        self.window: IntensityWindow | None = None
+        self.image_uint8: np.ndarray | None = None
+
+    def set_image(
+        self,
+        image: np.ndarray,
+        preset: str | tuple[float, float] | IntensityWindow = "auto",
+        modality: str | None = None,
+    ) -> None:
+        """Encode ``image`` once; later :meth:`predict` calls reuse the embedding.
+
+        image: (H, W) grey or (H, W, 3) RGB; uint8, uint16, int16, float...  preset: ``"auto"``,
+        ``"none"``, a CT window name, ``"L,W"``, ``"mr"``, ``"us"`` or a resolved window (e.g. one
+        computed on a whole volume; see ``synthfm.io.intensity``).  modality: a hint for ``"auto"``
+        (``"CT"``, ``"MR"``, ``"US"``).
+        """
+        arr = _as_image(image)
+        window = resolve_window(arr, preset, modality)
+        image8 = window.apply(arr)
+        tensor, resized_hw = image_to_model_input(image8, self.image_size)
+        self.reset_image()
+        with torch.inference_mode():
+            features = self.model.encode(tensor.to(self.device), valid_hw=resized_hw)
+        self._features = features
+        self.original_size = (int(arr.shape[0]), int(arr.shape[1]))
+        self.input_size = resized_hw
+        self.window = window
+        self.image_uint8 = image8
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The cached embedding (1, 256, S/16, S/16)."""
+        if self._features is None:
+            raise RuntimeError("call set_image(...) before get_image_embedding()")
+        return self._features
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = False,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for the given prompts on the current image.
+
+        point_coords: (N, 2) (x, y) pixels of the image given to set_image; point_labels: (N,)
+        1 = positive, 0 = negative.  box: (4,) (x0, y0, x1, y1) pixels.  mask_input: (1, S/4, S/4)
+        logits, e.g. a previous ``low_res_logits[i:i+1]``.  At least one prompt is needed.
+        Returns ``(masks (C, H, W) bool, scores (C,) float32, low_res_logits (C, S/4, S/4) float32)``,
+        C = 3 with ``multimask_output`` else 1; ``return_logits=True`` gives float32 logits instead
+        of bool masks (threshold 0).  Clicks or a box outside the image raise UserError.
+        """
+        if self._features is None:
+            raise RuntimeError("call set_image(...) before predict(...)")
+        coords_t, labels_t = self._points_to_model(point_coords, point_labels)
+        box_t = self._box_to_model(box)
+        mask_t = self._mask_input(mask_input)
+        if coords_t is None and box_t is None and mask_t is None:
+            raise UserError("give at least one click, a box or a mask input")
+        with torch.inference_mode():
+            low_res, iou = self.model.decode(
+                self._features,
+                point_coords=coords_t,
+                point_labels=labels_t,
+                boxes=box_t,
+                mask_inputs=mask_t,
+                multimask_output=bool(multimask_output),
+            )
+        low_res_np = low_res[0].float().cpu().numpy()
+        scores = iou[0].float().cpu().numpy().astype(np.float32)
+        logits = logits_to_original(low_res_np, self.input_size, self.original_size, self.image_size)
+        masks = logits if return_logits else logits > MASK_THRESHOLD
+        return masks, scores, low_res_np.astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ prompt checks
+    def _points_to_model(self, coords, labels) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if coords is None and labels is None:
+            return None, None
+        if coords is None or labels is None:
+            raise UserError("point_coords and point_labels must be given together")
+        c = np.asarray(coords, dtype=np.float64)
+        if c.ndim == 1 and c.shape[0] == 2:
+            c = c[None]
+        lab = np.asarray(labels).reshape(-1)
+        if c.ndim != 2 or c.shape[1] != 2 or c.shape[0] != lab.shape[0]:
+            raise UserError(f"clicks must be (N, 2) with N labels, got coords {c.shape} and labels {lab.shape}")
+        if c.shape[0] == 0:
+            return None, None
+        if not np.all(np.isfinite(c)):
+            raise UserError("click coordinates must be finite numbers")
+        if not np.all(np.isin(lab, (0, 1))):
+            raise UserError(f"click labels must be 1 (positive) or 0 (negative), got {sorted(set(lab.tolist()))}")
+        h, w = self.original_size
+        for x, y in c:
+            if not (-_EDGE_TOLERANCE <= x <= w - 1 + _EDGE_TOLERANCE and -_EDGE_TOLERANCE <= y <= h - 1 + _EDGE_TOLERANCE):
+                raise UserError(
+                    f"click ({x:g}, {y:g}) is outside the image ({w} x {h} pixels: x in 0..{w - 1}, y in 0..{h - 1})"
+                )
+        model_coords = coords_to_model(c, self.original_size, self.image_size)
+        coords_t = torch.from_numpy(model_coords)[None].to(self.device)
+        labels_t = torch.from_numpy(lab.astype(np.int64))[None].to(self.device)
+        return coords_t, labels_t
+
+    def _box_to_model(self, box) -> torch.Tensor | None:
+        if box is None:
+            return None
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+        if b.shape != (4,) or not np.all(np.isfinite(b)):
+            raise UserError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {np.asarray(box).tolist()}")
+        x0, y0, x1, y1 = b
+        h, w = self.original_size
+        if x1 < x0 or y1 < y0:
+            raise UserError(f"box needs x0 <= x1 and y0 <= y1, got ({x0:g}, {y0:g}, {x1:g}, {y1:g})")
+        t = _EDGE_TOLERANCE
+        if x0 < -t or y0 < -t or x1 > w + t or y1 > h + t:
+            raise UserError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the image ({w} x {h} pixels)")
+        return torch.from_numpy(box_to_model(b, self.original_size, self.image_size))[None].to(self.device)
+
+    def _mask_input(self, mask_input) -> torch.Tensor | None:
+        if mask_input is None:
+            return None
+        side = self.image_size // 4
+        m = np.asarray(mask_input, dtype=np.float32)
+        if m.size != side * side:
+            raise UserError(f"mask_input must be (1, {side}, {side}) low-res logits, got shape {m.shape}")
+        return torch.from_numpy(m.reshape(1, 1, side, side).copy()).to(self.device)

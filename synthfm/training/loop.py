@@ -1,0 +1,557 @@
+"""The training loop behind ``train.py``: on-the-fly synthetic images -> prompted Dice training.
+
+One optimiser step on each process:
+
+1. B images (with K prompt sets each) come from ``SyntheticStream`` through DataLoader workers,
+   which also draw the prompts (:mod:`synthfm.training.data`), so generation overlaps compute;
+2. the encoder runs once per image (under no_grad when frozen); its embeddings are repeated K
+   times so that ``SynthFM.decode`` sees B*K (embedding, prompt set) pairs;
+3. the prompt sets are decoded in up to three groups (points with a single mask, single clicks with
+   SAM's 3 ambiguity masks when ``multimask``, boxes alone), the low-res logits are upsampled to
+   S x S and compared with the full-resolution targets by soft Dice (the paper's loss; the small
+   preset adds pixel-wise BCE, see ``TrainConfig.bce_weight``), averaged over prompt sets.
+   The loss is taken at full resolution because that is what inference thresholds (the
+   predictor upsamples the same logits) and thin structures vanish in a 4x downsampled target.
+
+Processes (``torchrun``) each read their own disjoint part of the stream (``rank``/``world_size``)
+and average gradients (:mod:`synthfm.training.distributed`); only rank 0 writes files.  Every step is a pure function of (config, recipe, seed, step), so a run stopped at
+any point and resumed (:mod:`synthfm.training.run_folder`) ends with the same weights as a run that
+was never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from synthfm import __version__
+from synthfm.errors import UserError
+from synthfm.training.losses import bce_loss_per_item, iou_prediction_loss, soft_dice_loss
+from synthfm.training.config import (
+    RESUMABLE_OVERRIDES,
+    TrainConfig,
+    changed_fields,
+    config_from_dict,
+    config_to_dict,
+    is_vit,
+    steps_per_epoch,
+    validate_config,
+)
+from synthfm.training.distributed import (
+    DistContext,
+    allreduce_gradients,
+    broadcast_error,
+    init_distributed,
+    resolve_device,
+)
+from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, collate_items
+from synthfm.training.run_folder import (
+    BEST_WEIGHTS,
+    TRAIN_LOG,
+    TRAIN_LOG_COLUMNS,
+    VAL_LOG,
+    CsvLog,
+    LoopState,
+    prepare_run_folder,
+    read_checkpoint,
+    read_run_config,
+    restore_rng_state,
+    truncate_log,
+    write_checkpoint,
+    write_run_config,
+)
+from synthfm.training.validation import ValidationSet, build_validation_set, evaluate_validation, setting_key
+
+
+# ---------------------------------------------------------------------------------------------
+# model, learning rate, loss
+
+
+def build_training_model(config: TrainConfig):
+    """A freshly initialised SynthFM for ``config`` (weights drawn from ``config.seed``).
+
+    vit_* encoders get their official weights (``config.sam_checkpoint``) and stay frozen; the
+    decoder (and a small encoder) start from a seeded random init.  The global torch RNG is left
+    as it was.
+    """
+    from synthfm.modeling import build_model
+
+    frozen = None if config.train_encoder is None else not config.train_encoder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        if is_vit(config.encoder) and config.sam_checkpoint is not None:
+            from synthfm.weights.official_sam import build_model as build_official
+
+            model = build_official(config.encoder, sam_checkpoint=config.sam_checkpoint, load_sam_decoder=False,
+                                   image_size=config.size)
+        else:
+            model = build_model(config.encoder, image_size=config.size, freeze_encoder=frozen)
+    return model
+
+
+def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate for optimiser step ``step`` (0-based): linear warm-up, then constant or cosine."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        span = max(1, total_steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.lr
+
+
+def prompt_groups(batch: TrainBatch, multimask: bool) -> list[tuple[str, torch.Tensor]]:
+    """Split the B*K prompt sets into decode groups: ("box" | "multi" | "single", row indices).
+
+    "box": prompt sets that are a box alone; "multi" (only if ``multimask``): single-click sets,
+    trained with SAM's 3 ambiguity masks; "single": all other point sets (one mask).
+    """
+    is_box = batch.is_box
+    multi = (batch.n_clicks == 1) & ~is_box if multimask else torch.zeros_like(is_box)
+    single = ~is_box & ~multi
+    groups = []
+    for kind, sel in (("single", single), ("multi", multi), ("box", is_box)):
+        idx = torch.nonzero(sel, as_tuple=False).flatten()
+        if idx.numel():
+            groups.append((kind, idx))
+    return groups
+
+
+def compute_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool = False,
+                 encode=None, decode=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, mask loss) of one batch, both scalars; the batch must be on the model's device.
+
+    mask loss: soft Dice (+ ``bce_weight`` x BCE) per prompt set, min over masks for multimask sets,
+    averaged over all B*K prompt sets; total adds ``iou_loss_weight`` x the IoU-head MSE.
+
+    ``encode`` / ``decode`` default to the model's methods (pass compiled versions to use them).
+    """
+    encode = encode or model.encode
+    decode = decode or model.decode
+    size = model.image_size
+    k = batch.prompts_per_image
+    device_type = batch.images.device.type
+    mask_terms, iou_terms = [], []
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        emb = encode(batch.images)
+        if k > 1:
+            emb = emb.repeat_interleave(k, dim=0)
+        for kind, idx in prompt_groups(batch, config.multimask):
+            sub = emb if idx.numel() == emb.shape[0] else emb.index_select(0, idx)
+            if kind == "box":
+                logits, iou = decode(sub, boxes=batch.boxes[idx])
+            else:
+                logits, iou = decode(sub, point_coords=batch.point_coords[idx], point_labels=batch.point_labels[idx],
+                                     multimask_output=kind == "multi")
+            full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
+            target = batch.masks[idx]
+            per_mask = soft_dice_loss(full, target[:, None])  # (n, C)
+            if config.bce_weight > 0:
+                per_mask = per_mask + config.bce_weight * bce_loss_per_item(full, target[:, None])
+            mask_terms.append(per_mask.min(dim=1).values)
+            if config.iou_loss_weight > 0:
+                iou_terms.append(iou_prediction_loss(iou, full, target) * idx.numel())
+    mask_loss = torch.cat(mask_terms).mean()
+    total = mask_loss
+    if iou_terms:
+        total = mask_loss + config.iou_loss_weight * torch.stack(iou_terms).sum() / batch.masks.shape[0]
+    return total, mask_loss.detach()
+
+
+def optimizer_step(model, optimizer: torch.optim.Optimizer, batch: TrainBatch, config: TrainConfig, lr: float,
+                   world_size: int = 1, encode=None, decode=None) -> torch.Tensor:
+    """One optimiser step on ``batch`` (already on the device) at learning rate ``lr``.
+
+    With ``world_size`` > 1 gradients are averaged over the processes first.  Returns the
+    (detached) loss.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, _ = compute_loss(model, batch, config, amp=bool(config.amp), encode=encode, decode=decode)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if world_size > 1:
+        allreduce_gradients([p for g in optimizer.param_groups for p in g["params"]], world_size)
+    optimizer.step()
+    return loss.detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: int, world_size: int,
+                pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """DataLoader over this process's part of the training stream, from stream index ``start``."""
+    from synthfm.synth.dataset import SyntheticStream
+
+    policy = PromptPolicy(config.prompts_per_image, config.max_pos, config.max_neg, config.box_fraction,
+                          config.box_jitter)
+    transform = PromptedItemTransform(config.seed, image_size, policy)
+    stream = SyntheticStream(recipe, config.seed, config.gen_size or image_size, start=start, rank=rank,
+                             world_size=world_size, transform=transform)
+    workers = config.workers
+    extra: dict[str, Any] = {}
+    if workers:
+        # keep about two steps' worth of items queued so generation never starves the model
+        extra = dict(prefetch_factor=max(2, math.ceil(2 * config.batch_size / workers)))
+    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
+
+
+def iterate_batches(loader, batch_size: int) -> Iterator[tuple[TrainBatch, int]]:
+    """(batch, next stream index) pairs: B consecutive non-skipped items of the loader.
+
+    next stream index = 1 + the index of the last item consumed (skipped ones included), i.e. the
+    ``start`` at which a resumed stream continues exactly after this batch.
+    """
+    items = []
+    for item in loader:
+        if item.skip:
+            continue
+        items.append(item)
+        if len(items) == batch_size:
+            yield collate_items(items), items[-1].index + 1
+            items = []
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    out: Path
+    step: int
+    total_steps: int
+    epochs_done: int
+    images_seen: int
+    wall_s: float
+    best_score: float | None
+    last_val: dict[str, float]
+    final_loss: float | None
+
+
+def resume_config(out: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The config of the run in ``out`` with ``overrides`` (TrainConfig field -> value) applied.
+
+    Only options that do not change the weights (RESUMABLE_OVERRIDES: epochs, workers, device, ...)
+    may differ from the saved run; anything else raises UserError naming it.
+    """
+    saved = config_from_dict(read_run_config(Path(out))["config"])
+    overrides = dict(overrides or {})
+    overrides["out"] = str(out)
+    config = dataclasses.replace(saved, **overrides)
+    _check_resumable(saved, config)
+    return config
+
+
+def _check_resumable(saved: TrainConfig, config: TrainConfig) -> None:
+    bad = [name for name in changed_fields(saved, config) if name not in RESUMABLE_OVERRIDES]
+    if bad:
+        details = ", ".join(f"{n}={getattr(config, n)!r} (run has {getattr(saved, n)!r})" for n in bad)
+        raise UserError(f"cannot change {details} when resuming; only {', '.join(sorted(RESUMABLE_OVERRIDES))} may change")
+
+
+def _load_recipe(config: TrainConfig, out: Path, resume: bool):
+    from synthfm.synth.recipe import load_recipe, recipe_from_dict
+
+    if resume:
+        saved = read_run_config(out).get("recipe")
+        if not isinstance(saved, dict):
+            raise UserError(f"{out / 'config.json'} is not a synthfm run config (no 'recipe' section)")
+        return recipe_from_dict(saved, source=str(out / "config.json"))
+    return load_recipe(config.recipe)
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          stop_after_steps: int | None = None, progress: bool = True) -> TrainResult:
+    """Train (or, with ``resume``, continue) the run described by ``config`` in ``config.out``.
+
+    resume: continue the run in ``config.out`` (its saved config and recipe are used; build
+    ``config`` with :func:`resume_config`).  overwrite: replace a previous run in ``config.out``.
+    stop_after_steps: stop (with a checkpoint) once this many steps are done in total; the run can
+    be resumed later as if it had not stopped.  Every user mistake raises UserError before any
+    training work starts.
+    """
+    from synthfm.modeling import ENCODERS
+
+    dist = DistContext.from_env()
+    validate_config(config, tuple(ENCODERS))
+    out = Path(config.out)
+    if resume:
+        _check_resumable(config_from_dict(read_run_config(out)["config"]), config)
+    recipe = _load_recipe(config, out, resume)
+    created_group = init_distributed(dist, config.device)
+    try:
+        return _prepare_and_run(config, recipe, out, dist, resume, overwrite, stop_after_steps, progress)
+    finally:
+        if created_group:
+            torch.distributed.destroy_process_group()
+
+
+def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, resume: bool, overwrite: bool,
+                     stop_after_steps: int | None, progress: bool) -> TrainResult:
+    error = None
+    if dist.is_main:
+        try:
+            prepare_run_folder(out, resume, overwrite)
+        except UserError as exc:
+            error = str(exc)
+    broadcast_error(dist, error)
+    device = resolve_device(config.device, dist)
+
+    point = None
+    if resume:
+        if dist.is_main:
+            point = read_checkpoint(out)  # completes an interrupted commit before the others read
+        dist.barrier()
+        if not dist.is_main:
+            point = read_checkpoint(out)
+    model = _model_for_run(config, point)
+    amp = device.type == "cuda" if config.amp is None else bool(config.amp)
+    config = dataclasses.replace(
+        config, size=model.image_size, gen_size=config.gen_size or model.image_size,
+        train_encoder=not model.encoder_frozen, amp=amp,
+    )
+    if dist.is_main and not resume:
+        from synthfm.synth.recipe import recipe_to_dict
+
+        write_run_config(out, {"config": config_to_dict(config), "recipe": recipe_to_dict(recipe),
+                               "world_size": dist.world_size, "synthfm_version": __version__})
+    dist.barrier()
+    return _run(config, recipe, model, point, device, dist, stop_after_steps, progress)
+
+
+def _model_for_run(config: TrainConfig, point):
+    if point is None:
+        return build_training_model(config)
+    from synthfm.weights.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(point.weights, sam_checkpoint=config.sam_checkpoint)
+    model.set_encoder_frozen(not config.train_encoder)
+    return model
+
+
+class _Loop:
+    """Mutable per-session bookkeeping of :func:`train` (logging windows, timers, outputs)."""
+
+    def __init__(self, config: TrainConfig, recipe, out: Path, dist: DistContext, loop: LoopState,
+                 device: torch.device):
+        self.config, self.recipe, self.out, self.dist, self.state = config, recipe, out, dist, loop
+        self.device = device
+        self.session_start = time.perf_counter()
+        self.session_wall0 = loop.wall_s
+        self.window_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
+        self.window_steps = 0
+        self.window_start = time.perf_counter()
+        self.last_val: dict[str, float] = {}
+        self.last_loss: float | None = None
+
+    def wall(self) -> float:
+        return self.session_wall0 + time.perf_counter() - self.session_start
+
+    def metadata(self) -> dict[str, Any]:
+        from synthfm.synth.recipe import recipe_to_dict
+
+        return {
+            "recipe": recipe_to_dict(self.recipe),
+            "train_config": config_to_dict(self.config),
+            "images_seen": self.state.images_seen,
+            "step": self.state.step,
+            "epochs_done": self.state.epochs_done,
+            "wall_s": round(self.wall(), 3),
+            "val": self.last_val,
+        }
+
+
+def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: DistContext,
+         stop_after_steps: int | None, progress: bool) -> TrainResult:
+    from synthfm.weights.checkpoint import save_checkpoint
+
+    out = Path(config.out)
+    model.to(device)
+    model.train()
+    params = model.trainable_parameters()
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    state = LoopState(next_index=[0] * dist.world_size)
+    if point is not None:
+        state = point.loop
+        if len(state.next_index) != dist.world_size:
+            raise UserError(f"the run was trained with {len(state.next_index)} process(es); resume it with as many "
+                            f"(this job has {dist.world_size})")
+        optimizer.load_state_dict(point.optimizer)
+        restore_rng_state(point.rng)
+    spe = steps_per_epoch(config, dist.world_size)
+    total = config.epochs * spe
+    if dist.is_main:
+        # rows logged after the checkpoint belong to steps that are run again
+        truncate_log(out / TRAIN_LOG, lambda r: int(r["step"]) <= state.step)
+        truncate_log(out / VAL_LOG, lambda r: int(r["step"]) <= state.step)
+    run = _Loop(config, recipe, out, dist, state, device)
+    encode, decode = model.encode, model.decode
+    if config.compile:
+        # only the encoder: it dominates the cost and has static shapes; the decoder's prompt groups
+        # change size every step and SAM's prompt encoder indexes with boolean masks (graph breaks)
+        encode = torch.compile(model.encode)
+    vset = _validation_set(config, recipe, model.image_size, dist)
+    logs = _Logs(out, dist, vset)
+    step_images = config.batch_size * dist.world_size
+
+    def checkpoint() -> None:
+        next_index = state.next_index
+        if dist.enabled:
+            gathered: list[Any] = [None] * dist.world_size
+            torch.distributed.all_gather_object(gathered, next_index[dist.rank])
+            next_index = [int(v) for v in gathered]
+        state.next_index = next_index
+        state.wall_s = run.wall()
+        if dist.is_main:
+            write_checkpoint(out, lambda p: save_checkpoint(p, model, metadata=run.metadata()), optimizer, state)
+
+    bar = tqdm(total=total, initial=state.step, disable=not (progress and dist.is_main), unit="step",
+               dynamic_ncols=True)
+    loader = None
+    try:
+        if state.step < total and (stop_after_steps is None or state.step < stop_after_steps):
+            loader = make_loader(recipe, config, model.image_size, state.next_index[dist.rank], dist.rank,
+                                 dist.world_size, pin_memory=device.type == "cuda")
+            batches = iterate_batches(loader, config.batch_size)
+            run.window_start = time.perf_counter()
+            while state.step < total:
+                batch, next_index = next(batches)
+                lr = lr_at(config, state.step, total)
+                loss = optimizer_step(model, optimizer, batch.to(device, non_blocking=True), config, lr,
+                                      world_size=dist.world_size, encode=encode, decode=decode)
+                state.step += 1
+                state.images_seen += step_images
+                state.next_index[dist.rank] = next_index
+                run.window_loss += loss.float()
+                run.window_steps += 1
+                epoch_end = state.step % spe == 0
+                if epoch_end:
+                    state.epochs_done += 1
+                bar.update(1)
+                if state.step % config.log_every == 0 or epoch_end or state.step == total:
+                    logs.train_row(run, lr, bar)
+                if epoch_end and vset is not None:
+                    _validate(model, vset, device, config, run, logs, save_checkpoint)
+                stopping = stop_after_steps is not None and state.step >= stop_after_steps
+                periodic = config.checkpoint_every and state.step % config.checkpoint_every == 0
+                if periodic or epoch_end or stopping or state.step == total:
+                    checkpoint()
+                if stopping:
+                    break
+    finally:
+        bar.close()
+        logs.close()
+        del loader
+    return TrainResult(out, state.step, total, state.epochs_done, state.images_seen, run.wall(),
+                       state.best_score, run.last_val, run.last_loss)
+
+
+def _validation_set(config: TrainConfig, recipe, image_size: int, dist: DistContext) -> ValidationSet | None:
+    if not dist.is_main or config.val_images == 0:
+        return None
+    return build_validation_set(recipe, config.seed, config.val_images, image_size, config.gen_size,
+                                workers=config.workers)
+
+
+def _validate(model, vset: ValidationSet, device, config: TrainConfig, run: _Loop, logs: "_Logs",
+              save_checkpoint) -> None:
+    scores = evaluate_validation(model, vset, device, amp=bool(config.amp))
+    run.last_val = scores
+    state = run.state
+    logs.val_row(run, scores)
+    if scores and (state.best_score is None or scores["mean"] > state.best_score):
+        state.best_score = scores["mean"]
+        state.best_step = state.step
+        save_checkpoint(run.out / BEST_WEIGHTS, model, metadata=run.metadata())
+
+
+class _Logs:
+    """log.csv / val.csv (+ TensorBoard when installed), written by rank 0 only."""
+
+    def __init__(self, out: Path, dist: DistContext, vset: ValidationSet | None):
+        self.enabled = dist.is_main
+        self.dist = dist
+        self.train = CsvLog(out / TRAIN_LOG, TRAIN_LOG_COLUMNS) if self.enabled else None
+        self.val = None
+        self.val_columns: tuple[str, ...] = ()
+        if self.enabled and vset is not None:
+            self.val_columns = ("step", "epoch", "images_seen", *(setting_key(s) for s in vset.settings), "mean")
+            self.val = CsvLog(out / VAL_LOG, self.val_columns)
+        self.tb = _tensorboard(out) if self.enabled else None
+
+    def train_row(self, run: _Loop, lr: float, bar) -> None:
+        loss_sum = run.window_loss.clone()
+        if self.dist.enabled:  # every process takes part; only rank 0 writes
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= self.dist.world_size
+        now = time.perf_counter()
+        steps = max(1, run.window_steps)
+        loss = float(loss_sum) / steps
+        img_s = steps * run.config.batch_size * self.dist.world_size / max(now - run.window_start, 1e-9)
+        run.window_loss = torch.zeros((), device=run.device)
+        run.window_steps = 0
+        run.window_start = now
+        run.last_loss = loss
+        if not self.enabled:
+            return
+        st = run.state
+        self.train.write(dict(step=st.step, epoch=st.epochs_done, images_seen=st.images_seen, loss=loss, lr=lr,
+                              img_s=img_s, wall_s=run.wall()))
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{img_s:.1f}", refresh=False)
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", loss, st.step)
+            self.tb.add_scalar("train/lr", lr, st.step)
+            self.tb.add_scalar("train/img_s", img_s, st.step)
+
+    def val_row(self, run: _Loop, scores: dict[str, float]) -> None:
+        if not self.enabled or self.val is None or not scores:
+            return
+        st = run.state
+        self.val.write(dict(step=st.step, epoch=st.epochs_done, images_seen=st.images_seen, **scores))
+        if self.tb is not None:
+            for key, value in scores.items():
+                self.tb.add_scalar(f"val/{key}", value, st.step)
+
+    def close(self) -> None:
+        for log in (self.train, self.val, self.tb):
+            if log is not None:
+                log.close()
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(out / "tb"))
+
+
+__all__ = [
+    "DistContext",
+    "TrainResult",
+    "allreduce_gradients",
+    "build_training_model",
+    "compute_loss",
+    "iterate_batches",
+    "lr_at",
+    "make_loader",
+    "optimizer_step",
+    "prompt_groups",
+    "resolve_device",
+    "resume_config",
+    "train",
+]
