@@ -12,7 +12,7 @@ Measures, all at --size (1024) with random weights (no SAM weights are needed):
   batch in --batches (an out-of-memory batch is recorded as null);
 * FLOPs per image of the encoder (torch.utils.flop_counter.FlopCounterMode) and the measured bf16
   matmul peak (TFLOP/s of a large bf16 matmul), hence the fraction of peak reached at the best batch;
-* the GPU synthetic generator's img/s (``GpuSynthGenerator.train_batch``, prompts included);
+* the GPU synthetic generator's img/s (``synthfm.training.data.gpu_train_batch``, prompts included);
 * trainer img/s of one optimiser step (frozen fast encoder + decoder, Dice) fed by CPU DataLoader
   workers vs by the GPU generator, and its ratio to encoder-only img/s at the same batch.
 
@@ -152,13 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     ours_best, ours_best_batch = best("ours_")
 
     # GPU synthetic generator, prompts included
-    from synthfm.training.data import PromptPolicy
+    from synthfm.training.data import PromptPolicy, gpu_train_batch
 
     recipe = default_recipe()
     generator = GpuSynthGenerator(recipe, size, device)
     gen = generator.make_generator(0)
     policy = PromptPolicy(prompts_per_image=4, max_pos=5, max_neg=3)
-    synth_rate = timed_rate(lambda: generator.train_batch(synth_batch, policy, gen), synth_batch, device,
+    synth_rate = timed_rate(lambda: gpu_train_batch(generator, synth_batch, policy, gen), synth_batch, device,
                             warmup, iters)
 
     trainer = bench_trainer(stock, size, device, train_batch, workers, generator, policy, warmup, iters, smoke)
@@ -222,7 +222,7 @@ def bench_trainer(stock, size, device, batch, workers, generator, policy, warmup
     gen = generator.make_generator(1)
 
     def gpu_step():
-        b = generator.train_batch(batch, policy, gen)
+        b = gpu_train_batch(generator, batch, policy, gen)
         optimizer_step(model, optimizer, b, config, 1e-4)
 
     results["gpu_synth"] = timed_rate(gpu_step, batch, device, warmup, iters)

@@ -180,3 +180,38 @@ def mask_to_box(mask: np.ndarray, rng: np.random.Generator | None = None, jitter
         box[[0, 2]] = np.sort(box[[0, 2]])
         box[[1, 3]] = np.sort(box[[1, 3]])
     return box
+
+
+# ------------------------------------------------------------------------------- bounds checks
+
+# A click may sit anywhere on a pixel, i.e. up to half a pixel beyond the outermost pixel centres;
+# a box's edges likewise up to half a pixel beyond the image's outer pixel edges.  The one rule
+# for segment, annotate and the Predictor.
+EDGE_TOLERANCE = 0.5
+
+
+def click_inside(x: float, y: float, hw: tuple[int, int]) -> bool:
+    """Whether click ``(x, y)`` (column, row pixels) lies on an image of size ``hw = (H, W)``."""
+    h, w = hw
+    t = EDGE_TOLERANCE
+    return bool(-t <= x <= w - 1 + t and -t <= y <= h - 1 + t)
+
+
+def check_prompts_inside(coords, box, hw: tuple[int, int], box_name: str = "box") -> None:
+    """UserError (one line) if a click of ``coords`` (N, 2) or ``box`` (x0, y0, x1, y1) is off the image."""
+    from synthfm.errors import UserError
+
+    h, w = hw
+    if coords is not None:
+        for x, y in np.asarray(coords, dtype=np.float64).reshape(-1, 2):
+            if not click_inside(x, y, hw):
+                raise UserError(
+                    f"click ({x:g}, {y:g}) is outside the image ({w} x {h} pixels: x in 0..{w - 1}, y in 0..{h - 1})"
+                )
+    if box is not None:
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(-1))
+        if x1 < x0 or y1 < y0:
+            raise UserError(f"{box_name} needs x0 <= x1 and y0 <= y1, got ({x0:g}, {y0:g}, {x1:g}, {y1:g})")
+        t = EDGE_TOLERANCE
+        if x0 < -t or y0 < -t or x1 > w + t or y1 > h + t:
+            raise UserError(f"{box_name} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the image ({w} x {h} pixels)")

@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from fake_state import ImageStateMixin
 from synthfm.annotator.logic import (
     EVENT_LBUTTONDOWN,
     EVENT_MOUSEWHEEL,
@@ -28,7 +29,7 @@ from synthfm.modeling import build_model
 from synthfm.inference.predictor import Predictor
 
 
-class DiscPredictor:
+class DiscPredictor(ImageStateMixin):
     """Stands in for Predictor: the mask is a disc of radius 6 around each positive click, minus
     discs of radius 3 around negative clicks.  Multimask gives radii 3 / 6 / 9 with scores
     0.5 / 0.9 / 0.7.  Records encodings and the mask inputs it was given."""

@@ -1,18 +1,21 @@
-"""Dice loss properties and the helper metrics."""
+"""Dice loss properties (of soft_dice_loss, the loss training uses) and the helper metrics."""
 
 from __future__ import annotations
 
 import torch
 
 from synthfm.training.losses import (
-    best_mask_index,
-    dice_loss,
     hard_dice,
     iou_prediction_loss,
     mask_iou,
-    multimask_dice_loss,
     soft_dice_loss,
 )
+
+
+def _mean_dice_loss(logits, target):
+    if logits.dim() == 4:
+        logits = logits[:, 0]
+    return soft_dice_loss(logits, target).mean()
 
 
 def _disk(size: int = 32, r: float = 8.0) -> torch.Tensor:
@@ -27,33 +30,32 @@ def test_dice_is_one_minus_soft_dice():
     p = torch.sigmoid(logits)
     expected = 1 - (2 * (p * target).sum((-2, -1)) + 1) / (p.sum((-2, -1)) + target.sum((-2, -1)) + 1)
     torch.testing.assert_close(soft_dice_loss(logits, target), expected, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(dice_loss(logits[:, None], target), expected.mean(), rtol=1e-6, atol=1e-6)
 
 
 def test_perfect_prediction_is_near_zero_and_inverse_near_one():
     t = _disk()[None]
     perfect = (t * 2 - 1) * 50.0
-    assert float(dice_loss(perfect, t)) < 1e-3
-    assert float(dice_loss(-perfect, t)) > 0.99
+    assert float(_mean_dice_loss(perfect, t)) < 1e-3
+    assert float(_mean_dice_loss(-perfect, t)) > 0.99
 
 
 def test_loss_in_unit_interval_and_better_prediction_is_lower():
     t = _disk()[None]
     good = (t * 2 - 1) * 3.0
     worse = good.roll(shifts=6, dims=-1)
-    lg, lw = float(dice_loss(good, t)), float(dice_loss(worse, t))
+    lg, lw = float(_mean_dice_loss(good, t)), float(_mean_dice_loss(worse, t))
     assert 0.0 <= lg < lw <= 1.0
 
 
 def test_empty_target_gives_finite_gradient():
     logits = torch.zeros(2, 1, 16, 16, requires_grad=True)
     target = torch.zeros(2, 16, 16)
-    loss = dice_loss(logits, target)
+    loss = _mean_dice_loss(logits, target)
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(logits.grad).all()
     # an empty prediction of an empty target is (near) perfect
-    assert float(dice_loss(torch.full((1, 16, 16), -30.0), torch.zeros(1, 16, 16))) < 1e-6
+    assert float(_mean_dice_loss(torch.full((1, 16, 16), -30.0), torch.zeros(1, 16, 16))) < 1e-6
 
 
 def test_bf16_logits_are_computed_in_float32():
@@ -62,20 +64,6 @@ def test_bf16_logits_are_computed_in_float32():
     out = soft_dice_loss(logits, t)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, soft_dice_loss(logits.float(), t))
-
-
-def test_multimask_takes_min_over_masks():
-    t = _disk()[None]
-    good = (t * 2 - 1) * 10.0
-    bad = -good
-    logits = torch.stack([bad[0], good[0], bad[0]])[None]  # (1, 3, H, W)
-    expected = soft_dice_loss(good, t)
-    torch.testing.assert_close(multimask_dice_loss(logits, t), expected.mean())
-    assert int(best_mask_index(logits, t)[0]) == 1
-    logits.requires_grad_(True)
-    multimask_dice_loss(logits, t).backward()
-    grad_norms = logits.grad.abs().sum(dim=(-2, -1))[0]
-    assert grad_norms[0] == 0 and grad_norms[2] == 0 and grad_norms[1] > 0
 
 
 def test_hard_dice_and_iou():

@@ -9,7 +9,9 @@ from segment_anything.predictor import SamPredictor
 from synthfm.weights.checkpoint import save_checkpoint
 from synthfm.errors import UserError
 from synthfm.modeling import build_model
-from synthfm.inference.predictor import Predictor, check_device, resolve_model
+from synthfm.devices import resolve_device as check_device
+from synthfm.inference.predictor import Predictor
+from synthfm.weights import resolve_model
 from synthfm.inference.transforms import logits_to_original
 
 S = 64
@@ -199,7 +201,7 @@ def test_from_checkpoint_gives_the_same_predictions(model, tmp_path):
 
 
 def test_resolve_model(tmp_path, monkeypatch):
-    import synthfm.inference.predictor as pred
+    import synthfm.weights.source as pred
 
     monkeypatch.setattr(pred, "DEFAULT_MODEL_PATH", tmp_path / "absent.safetensors")
     with pytest.raises(UserError, match="no default model is shipped yet; pass --model PATH"):

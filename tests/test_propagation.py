@@ -8,6 +8,7 @@ import SimpleITK as sitk
 import torch
 from click.testing import CliRunner
 
+from fake_state import ImageStateMixin
 from synthfm.cli import cli
 from synthfm.cli.support import run_click
 from synthfm.errors import UserError
@@ -25,7 +26,7 @@ from synthfm.inference.propagation import (
 UNIT = IntensityWindow(0.0, 1.0, "unit")
 
 
-class ThresholdPredictor:
+class ThresholdPredictor(ImageStateMixin):
     """Stands in for Predictor: 'segments' every pixel brighter than 0.5 when clicked on one.
 
     That makes the expected propagation result exact, so the traversal and the stop rule can be

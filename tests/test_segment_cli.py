@@ -139,7 +139,7 @@ def test_bad_inputs_give_one_clear_line(files, tmp_path, capsys):
 
 
 def test_model_errors(files, tmp_path, capsys, monkeypatch):
-    import synthfm.inference.predictor as pred
+    import synthfm.weights.source as pred
 
     png, out = str(files["png"]), ["--out", str(tmp_path / "o.png")]
     monkeypatch.setattr(pred, "DEFAULT_MODEL_PATH", tmp_path / "absent.safetensors")

@@ -11,7 +11,7 @@ from synthfm.synth.recipe import NOISE_KINDS, default_recipe, recipe_from_dict
 from synthfm.synth.gpu import GpuSynthGenerator
 from synthfm.synth.gpu.clicks import jump_flood_distance, mask_boxes
 from synthfm.synth.gpu.labelmaps import erode_labels
-from synthfm.training.data import PromptPolicy
+from synthfm.training.data import PromptPolicy, gpu_train_batch
 
 SIZE = 64
 
@@ -110,7 +110,7 @@ def test_statistically_close_to_numpy_engine():
 def test_train_batch_prompts_follow_masks():
     gen = GpuSynthGenerator(default_recipe(), SIZE, "cpu")
     policy = PromptPolicy(prompts_per_image=2, max_pos=3, max_neg=2, box_fraction=0.3, box_jitter=0.0)
-    tb = gen.train_batch(8, policy, gen.make_generator(8))
+    tb = gpu_train_batch(gen, 8, policy, gen.make_generator(8))
     n = tb.images.shape[0]
     assert 6 <= n <= 8 and len(tb.indices) == n
     assert tb.images.shape == (n, 1, SIZE, SIZE) and float(tb.images.max()) <= 255.0
@@ -163,3 +163,26 @@ def test_mask_boxes_inclusive_bounds():
     masks[0, 2:5, 3:9] = True
     box = mask_boxes(torch.Generator().manual_seed(0), masks, 0.0)
     assert box.tolist() == [[3.0, 2.0, 8.0, 4.0]]
+
+
+def test_every_flavour_reachable_and_recipe_weights_respected():
+    from synthfm.synth.recipe import FLAVOURS
+
+    gen = GpuSynthGenerator(default_recipe(), SIZE, "cpu")
+    out = gen.generate(48, gen.make_generator(11))
+    seen = set(out.flavour.tolist())
+    assert seen == set(range(len(FLAVOURS))), [FLAVOURS[i] for i in sorted(seen)]
+    only_ct = recipe_from_dict({"flavours": {"generic": {"p": 0.0}, "ct": {"p": 1.0}, "mr": {"p": 0.0}, "us": {"p": 0.0}}})
+    gen = GpuSynthGenerator(only_ct, SIZE, "cpu")
+    assert (gen.generate(6, gen.make_generator(12)).flavour == FLAVOURS.index("ct")).all()
+
+
+def test_target_counts_per_image():
+    gen = GpuSynthGenerator(default_recipe(), SIZE, "cpu")
+    out = gen.generate(32, gen.make_generator(13))
+    exists = out.members.any(2)  # (B, T) targets that name at least one label
+    valid = out.valid.sum(1)
+    assert (out.valid <= exists).all()  # a valid target always exists
+    assert (valid >= 1).float().mean() >= 0.9  # nearly every image can be trained on
+    assert int(valid.max()) >= 3 and len(set(valid.tolist())) >= 3  # counts vary from image to image
+    assert (exists.sum(1) <= out.members.shape[1]).all()

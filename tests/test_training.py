@@ -89,7 +89,7 @@ def test_box_prompts_and_resizing():
 
 
 def test_batches_track_next_index_over_skipped_items():
-    tf = PromptedItemTransform(0, SIZE, PromptPolicy())
+    tf = PromptedItemTransform(0, SIZE, PromptPolicy(prompts_per_image=1))
     valid = {0: True, 1: False, 2: True, 3: True, 4: False, 5: True}
     items = [tf(i, _disk_sample(valid=(v, v))) for i, v in valid.items()]
     got = [(b.indices, nxt) for b, nxt in iterate_batches(items, 2)]

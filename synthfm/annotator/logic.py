@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from synthfm.errors import UserError
+from synthfm.prompts import click_inside
 from synthfm.io.intensity import CT_WINDOWS, IntensityWindow, choose_auto_preset, resolve_window
 from synthfm.io.images import LoadedImage, axis_index, write_mask
 from synthfm.inference.propagation import VolumeSlices
@@ -179,7 +180,7 @@ class Annotator:
         """A click at image pixel (x, y) (column, row): predict the current object on this slice."""
         self.pending = None
         h, w = self.shape
-        if not (-0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5):
+        if not click_inside(x, y, (h, w)):
             self._changed(f"click ({x:.0f}, {y:.0f}) is outside the image ({w} x {h})")
             return
         self._push_undo()

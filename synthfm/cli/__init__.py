@@ -7,6 +7,13 @@ them, so that importing the CLI stays cheap (heavy imports happen inside the com
 from __future__ import annotations
 
 import importlib
+import os
+
+# On small shared CPUs, OpenMP threads that spin while waiting make torch 5-20x slower under load
+# (measured in benchmarks/bench_encoders.py).  It must be set before torch is imported, so it is
+# set here, where every command-line entry point starts (synthfm, train.py, evaluate.py), and not
+# by importing the library.  A value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 

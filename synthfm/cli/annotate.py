@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from synthfm.cli.segment import AXIS_NAMES
+from synthfm.cli.options import AXIS_NAMES, model_options
 from synthfm.errors import UserError
 
 # Mask format for each input format (lossless raster for 2D, the same family for volumes).
@@ -48,10 +48,7 @@ def check_display() -> None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
               help="Label map to write with 's' (default: INPUT_labels.png/.nii.gz/... next to INPUT).")
-@click.option("--model", default=None, help="synthfm checkpoint (.safetensors) or 'default' (the shipped model).")
-@click.option("--encoder", default=None, help="With --sam-checkpoint and no --model: plain SAM (vit_h, vit_l, vit_b).")
-@click.option("--sam-checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Official SAM .pth file (for plain SAM, or a checkpoint that references it).")
+@model_options
 @click.option("--window", default="auto", show_default=True,
               help="Initial intensity preset: auto, none, soft_tissue, lung, bone, brain, liver, mr, us, or LEVEL,WIDTH.")
 @click.option("--axis", type=click.Choice(AXIS_NAMES), default="axial", show_default=True,
@@ -59,7 +56,6 @@ def check_display() -> None:
 @click.option("--slice", "slice_index", type=int, default=None, help="First slice shown (default: the middle one).")
 @click.option("--refine", is_flag=True, help="Feed the previous mask's logits back with each click (SAM's demo).")
 @click.option("--overwrite", is_flag=True, help="Let 's' replace an existing --out file without asking.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 def annotate(input_path, out_path, model, encoder, sam_checkpoint, window, axis, slice_index, refine, overwrite,
              device) -> None:
     """Segment objects in INPUT by clicking in a window; save them as a label map.
@@ -70,15 +66,16 @@ def annotate(input_path, out_path, model, encoder, sam_checkpoint, window, axis,
     """
     from synthfm.annotator.logic import Annotator
     from synthfm.io.atomic import check_writable_output
-    from synthfm.cli.segment import _build_predictor, _check_model_options
     from synthfm.io.intensity import parse_preset
     from synthfm.io.images import MASK_RASTER_EXTENSIONS, MASK_VOLUME_EXTENSIONS, check_slice, file_extension, read_image
-    from synthfm.inference.predictor import check_device
+    from synthfm.devices import resolve_device
+    from synthfm.inference.predictor import Predictor
+    from synthfm.weights import model_spec
 
     check_display()
     preset = parse_preset(window)
-    dev = check_device(device)
-    model_source = _check_model_options(model, encoder, sam_checkpoint)
+    dev = resolve_device(device)
+    model_source = model_spec(model, encoder, sam_checkpoint)
     loaded = read_image(input_path)
     if loaded.kind == "2d" and slice_index is not None:
         raise UserError(f"--slice applies to volumes only; {input_path} is a 2D image")
@@ -93,7 +90,7 @@ def annotate(input_path, out_path, model, encoder, sam_checkpoint, window, axis,
         raise UserError(f"--out would overwrite INPUT ({input_path}); choose another file")
     check_writable_output(out, overwrite=True)  # an existing file is confirmed in the window
 
-    predictor = _build_predictor(model_source, dev)
+    predictor = Predictor.from_checkpoint(model_source, device=dev)
     annotator = Annotator(predictor, loaded, out, axis=axis, window=preset, refine=refine, overwrite=overwrite,
                           start_slice=slice_index, log=click.echo)
     click.echo(f"{input_path}: {'x'.join(map(str, loaded.spatial_shape))} {loaded.format}; saving to {out} with 's'")

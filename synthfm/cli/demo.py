@@ -90,7 +90,7 @@ def run_demo(case: DemoCase, model: str, folder: Path, seed: int) -> dict:
     import cv2
 
     from synthfm.io.atomic import atomic_output
-    from synthfm.cli.segment import render_overlay
+    from synthfm.inference.overlays import render_overlay
     from synthfm.evaluation.metrics import dice
     from synthfm.inference.predictor import Predictor
     from synthfm.prompts import simulate_clicks

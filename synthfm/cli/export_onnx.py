@@ -23,20 +23,17 @@ def export_onnx(model, out_dir, sam_checkpoint, multimask, no_encoder, opset, no
 
     decoder.onnx takes image_embeddings, point_coords/point_labels (any number of points, model-input
     pixels), mask_input + has_mask_input and orig_im_size, and returns masks (logits at the original
-    size), scores and low_res_logits.  See synthfm/onnx_export.py for the exact contract.
+    size), scores and low_res_logits.  See synthfm/inference/onnx_export.py for the exact contract.
     """
-    from synthfm.weights.checkpoint import load_checkpoint
     from synthfm.errors import UserError
     from synthfm.inference.onnx_export import check_output_dir, export_onnx as run_export, require_onnx
-    from synthfm.inference.predictor import resolve_model
+    from synthfm.weights import load_model, model_spec
 
     require_onnx()
     check_output_dir(out_dir, overwrite)
-    path = resolve_model(model)
-    if sam_checkpoint is not None and not sam_checkpoint.is_file():
-        raise UserError(f"SAM checkpoint not found: {sam_checkpoint}")
-    net, metadata = load_checkpoint(path, sam_checkpoint=None if sam_checkpoint is None else str(sam_checkpoint))
-    source = {"checkpoint": path.name, **{k: metadata[k] for k in ("recipe", "train_config") if k in metadata}}
+    spec = model_spec(model, None, sam_checkpoint)
+    net, metadata = load_model(spec, device="cpu")
+    source = {"checkpoint": spec.path.name if spec.path is not None else f"sam_{spec.encoder}", **{k: metadata[k] for k in ("recipe", "train_config") if k in metadata}}
     if "recipe" in source and isinstance(source["recipe"], dict):
         source["recipe"] = source["recipe"].get("name", "custom")
     report = run_export(net, out_dir, multimask=multimask, include_encoder=not no_encoder, opset=opset,

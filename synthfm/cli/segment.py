@@ -12,37 +12,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from synthfm.cli.options import AXIS_NAMES, BOX, POINT, model_options
 from synthfm.errors import UserError
 
-AXIS_NAMES = ("axial", "coronal", "sagittal")
 OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-class _Numbers(click.ParamType):
-    """``"a,b[,...]"`` -> tuple of ``count`` floats."""
-
-    def __init__(self, count: int, metavar: str) -> None:
-        self.count = count
-        self.name = metavar
-
-    def get_metavar(self, param, ctx=None) -> str:  # click >= 8.2 passes ctx
-        return self.name
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).replace(" ", "").split(",")
-        try:
-            numbers = tuple(float(p) for p in parts)
-        except ValueError:
-            self.fail(f"expected {self.name} numbers, got {value!r}", param, ctx)
-        if len(numbers) != self.count or not all(np.isfinite(numbers)):
-            self.fail(f"expected {self.count} finite numbers {self.name}, got {value!r}", param, ctx)
-        return numbers
-
-
-POINT = _Numbers(2, "X,Y")
-BOX = _Numbers(4, "X0,Y0,X1,Y1")
 
 
 @click.command("segment")
@@ -55,12 +28,8 @@ BOX = _Numbers(4, "X0,Y0,X1,Y1")
               help="Slicing axis = array axis 0/1/2 of the (Z, Y, X) volume.")
 @click.option("--window", default="auto", show_default=True,
               help="Intensity preset: auto, none, soft_tissue, lung, bone, brain, liver, mr, us, or LEVEL,WIDTH.")
-@click.option("--model", default=None, help="synthfm checkpoint (.safetensors) or 'default' (the shipped model).")
-@click.option("--encoder", default=None, help="With --sam-checkpoint and no --model: plain SAM (vit_h, vit_l, vit_b).")
-@click.option("--sam-checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Official SAM .pth file (for plain SAM, or a checkpoint that references it).")
+@model_options
 @click.option("--multimask", is_flag=True, help="Ask for SAM's 3 masks and keep the best-scoring one.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
               help="Mask file: .png/.bmp/.tif for 2D input, .nii.gz/.nii/.nrrd/.mha (any input).")
 @click.option("--overlay", "overlay_path", type=click.Path(path_type=Path), default=None,
@@ -80,17 +49,20 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     the pixel coordinates of the image (or of slice K of a volume).  For a volume, OUT is a
     volume mask of the same size and geometry with only slice K filled, or with --propagate
     every slice the object was followed to (it stops where the mask vanishes, no longer overlaps
-    the previous slice's, or shrinks below --stop-area of slice K's; see synthfm/propagation.py).
+    the previous slice's, or shrinks below --stop-area of slice K's; see synthfm/inference/propagation.py).
     """
     from synthfm.io.atomic import check_writable_output
     from synthfm.io.intensity import parse_preset
     from synthfm.io.images import MASK_RASTER_EXTENSIONS, MASK_VOLUME_EXTENSIONS, file_extension
-    from synthfm.inference.predictor import check_device
+    from synthfm.devices import resolve_device
+    from synthfm.inference.predictor import Predictor
+    from synthfm.prompts import check_prompts_inside
+    from synthfm.weights import model_spec
 
     if not points and box is None:
         raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
     preset = parse_preset(window)
-    dev = check_device(device)
+    dev = resolve_device(device)
     out_ext = file_extension(out_path)
     if out_ext not in MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS:
         allowed = " ".join(MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS)
@@ -105,7 +77,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
         if overlay_path.resolve() == out_path.resolve():
             raise UserError("--overlay and --out must be different files")
         check_writable_output(overlay_path, overwrite=overwrite)
-    model_source = _check_model_options(model, encoder, sam_checkpoint)
+    model_source = model_spec(model, encoder, sam_checkpoint)
 
     loaded, image, slice_index, where = _load_input(input_path, slice_index, axis)
     if loaded.kind == "3d" and out_ext not in MASK_VOLUME_EXTENSIONS:
@@ -113,9 +85,9 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     if propagate and loaded.kind != "3d":
         raise UserError(f"--propagate needs a volume; {input_path} is a 2D image")
     coords, labels = _clicks(points, negatives)
-    _check_prompts_inside(coords, box, image.shape[:2])
+    check_prompts_inside(coords, box, image.shape[:2], box_name="--box")
 
-    predictor = _build_predictor(model_source, dev)
+    predictor = Predictor.from_checkpoint(model_source, device=dev)
     window_obj = _resolve_window(loaded, preset)
     if propagate:
         _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
@@ -140,6 +112,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
 
 def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
                         stop_area, stop_score, out_path, overlay_path, input_path) -> None:
+    from synthfm.inference.overlays import render_overlay, write_overlay
     from synthfm.io.images import slice_of, write_mask
     from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
 
@@ -154,46 +127,12 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
         overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, slice_index, axis), coords, labels, box)
     write_mask(out_path, result.mask, like=loaded)
     if overlay is not None:
-        _write_overlay(overlay_path, overlay)
+        write_overlay(overlay_path, overlay)
     click.echo(
         f"{input_path} slice {slice_index} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
         f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
         + (f" (overlay of slice {slice_index}: {overlay_path})" if overlay_path is not None else "")
     )
-
-
-def _check_model_options(model: str | None, encoder: str | None, sam_checkpoint: Path | None) -> dict:
-    """Decide where the model comes from and check the files exist (no loading yet)."""
-    from synthfm.inference.predictor import resolve_model
-
-    if sam_checkpoint is not None and not sam_checkpoint.is_file():
-        raise UserError(f"SAM checkpoint not found: {sam_checkpoint}")
-    if model is not None:
-        return {"kind": "synthfm", "path": resolve_model(model), "encoder": encoder, "sam_checkpoint": sam_checkpoint}
-    if sam_checkpoint is not None:
-        name = encoder or "vit_h"
-        if not name.startswith("vit_"):
-            raise UserError(f"plain SAM needs --encoder vit_h, vit_l or vit_b, got {name!r}")
-        return {"kind": "sam", "encoder": name, "sam_checkpoint": sam_checkpoint}
-    if encoder is not None and encoder.startswith("vit_"):
-        raise UserError(f"--encoder {encoder} needs --sam-checkpoint PATH (the official SAM weights)")
-    return {"kind": "synthfm", "path": resolve_model("default"), "encoder": encoder, "sam_checkpoint": None}
-
-
-def _build_predictor(source: dict, device):
-    from synthfm.inference.predictor import Predictor
-
-    if source["kind"] == "sam":
-        from synthfm.weights.official_sam import build_model as build_official_sam
-
-        model = build_official_sam(source["encoder"], sam_checkpoint=str(source["sam_checkpoint"]), load_sam_decoder=True)
-        return Predictor(model, device)
-    sam = source["sam_checkpoint"]
-    predictor = Predictor.from_checkpoint(source["path"], sam_checkpoint=None if sam is None else str(sam), device=device)
-    wanted = source["encoder"]
-    if wanted is not None and wanted != predictor.model.encoder_name:
-        raise UserError(f"--encoder {wanted} does not match the checkpoint's encoder {predictor.model.encoder_name}")
-    return predictor
 
 
 def _load_input(path: Path, slice_index: int | None, axis: str):
@@ -231,20 +170,6 @@ def _clicks(points, negatives) -> tuple[np.ndarray | None, np.ndarray | None]:
     return coords, labels
 
 
-def _check_prompts_inside(coords: np.ndarray | None, box, hw: tuple[int, int]) -> None:
-    h, w = hw
-    if coords is not None:
-        for x, y in coords:
-            if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
-                raise UserError(f"click ({x:g}, {y:g}) is outside the image ({w} x {h} pixels: x in 0..{w - 1}, y in 0..{h - 1})")
-    if box is not None:
-        x0, y0, x1, y1 = box
-        if x1 < x0 or y1 < y0:
-            raise UserError(f"--box needs X0 <= X1 and Y0 <= Y1, got {x0:g},{y0:g},{x1:g},{y1:g}")
-        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-            raise UserError(f"--box {x0:g},{y0:g},{x1:g},{y1:g} is outside the image ({w} x {h} pixels)")
-
-
 def _resolve_window(loaded, preset):
     """Resolve the preset on the whole volume (consistent across slices) or on the 2D image."""
     from synthfm.io.intensity import resolve_window
@@ -253,47 +178,11 @@ def _resolve_window(loaded, preset):
 
 
 def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box) -> None:
+    from synthfm.inference.overlays import render_overlay, write_overlay
     from synthfm.io.images import embed_slice, write_mask
 
     result = embed_slice(loaded.array.shape, slice_index, axis, mask) if loaded.kind == "3d" else mask
     overlay = None if overlay_path is None else render_overlay(image8, mask, coords, labels, box)
     write_mask(out_path, result, like=loaded)
     if overlay is not None:
-        _write_overlay(overlay_path, overlay)
-
-
-def _write_overlay(path: Path, bgr: np.ndarray) -> None:
-    import cv2
-
-    from synthfm.io.atomic import atomic_output
-
-    with atomic_output(path) as tmp:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise UserError(f"could not write the overlay image {path}")
-
-
-def render_overlay(image8: np.ndarray, mask: np.ndarray, coords, labels, box) -> np.ndarray:
-    """BGR uint8 picture: the 8-bit image, the mask tinted green with a yellow contour, positive
-    clicks as green dots, negative clicks as red dots, the box in cyan."""
-    import cv2
-
-    grey = image8 if image8.ndim == 2 else None
-    bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR) if grey is not None else cv2.cvtColor(image8, cv2.COLOR_RGB2BGR)
-    h, w = mask.shape
-    scale = max(1, round(max(h, w) / 400))
-    m = mask.astype(bool)
-    tint = np.array([0, 200, 0], dtype=np.float32)
-    bgr[m] = (0.6 * bgr[m].astype(np.float32) + 0.4 * tint).astype(np.uint8)
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(bgr, contours, -1, (0, 255, 255), scale)
-    if box is not None:
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(bgr, (x0, y0), (x1, y1), (255, 255, 0), scale)
-    if coords is not None:
-        radius = max(3, round(max(h, w) / 100))
-        for (x, y), label in zip(coords, labels):
-            centre = (int(round(float(x))), int(round(float(y))))
-            colour = (0, 220, 0) if label == 1 else (0, 0, 255)
-            cv2.circle(bgr, centre, radius, colour, -1, lineType=cv2.LINE_AA)
-            cv2.circle(bgr, centre, radius, (255, 255, 255), max(1, scale // 2), lineType=cv2.LINE_AA)
-    return bgr
+        write_overlay(overlay_path, overlay)

@@ -202,13 +202,10 @@ def _build_method(name: str, sam_checkpoint: str | None, encoder: str | None, de
             raise UserError("method 'sam' needs --sam-checkpoint PATH and --encoder vit_h|vit_l|vit_b")
         if not encoder.startswith("vit_"):
             raise UserError(f"method 'sam' needs an official SAM encoder (vit_h, vit_l, vit_b), got {encoder!r}")
-        if not Path(sam_checkpoint).is_file():
-            raise UserError(f"SAM checkpoint not found: {sam_checkpoint}")
-        from synthfm.weights import official_sam
         from synthfm.inference.predictor import Predictor
 
-        model = official_sam.build_model(encoder, sam_checkpoint=sam_checkpoint, load_sam_decoder=True)
-        return PredictorMethod(f"sam_{encoder}", Predictor(model, device=device), multimask_single_click=True)
+        predictor = Predictor.from_checkpoint(f"sam:{encoder}", sam_checkpoint=sam_checkpoint, device=device)
+        return PredictorMethod(f"sam_{encoder}", predictor, multimask_single_click=True)
     looks_like_path = name == "default" or any(s in name for s in ("/", "\\", ".safetensors"))
     if not looks_like_path:
         raise UserError(f"unknown method {name!r}; known: {', '.join(_known_methods())}")

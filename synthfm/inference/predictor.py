@@ -16,54 +16,35 @@ pick with the returned scores.
 
 from __future__ import annotations
 
-import importlib.resources
-
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from synthfm.devices import resolve_device
 from synthfm.errors import UserError
 from synthfm.io.intensity import IntensityWindow, resolve_window
+from synthfm.prompts import check_prompts_inside
 from synthfm.inference.transforms import box_to_model, coords_to_model, image_to_model_input, logits_to_original
 
-DEFAULT_MODEL_PATH = Path(str(importlib.resources.files("synthfm.weights") / "data" / "synthfm_default.safetensors"))
 MASK_THRESHOLD = 0.0
-# Clicks may sit anywhere on a pixel, i.e. up to half a pixel beyond the outermost pixel centres.
-_EDGE_TOLERANCE = 0.5
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
-    """``"default"`` -> the shipped checkpoint; anything else is a path that must exist.
+@dataclass(frozen=True)
+class ImageState:
+    """What :meth:`Predictor.set_image` computes for one image: enough to answer clicks on it again.
 
-    Raises UserError when the default model is not shipped yet or the file is missing.
+    embedding: (1, 256, S/16, S/16) tensor on the predictor's device; original_size (H, W);
+    input_size (h, w) of the resized image inside the S x S input; window: the resolved intensity
+    window; image_uint8: the 8-bit image the model saw.
     """
-    if str(name_or_path) == "default":
-        if not DEFAULT_MODEL_PATH.is_file():
-            raise UserError("no default model is shipped yet; pass --model PATH")
-        return DEFAULT_MODEL_PATH
-    p = Path(name_or_path)
-    if not p.exists():
-        raise UserError(f"model file not found: {p}")
-    if p.is_dir():
-        raise UserError(f"model path is a folder, not a checkpoint file: {p}")
-    return p
 
-
-def check_device(device: str | torch.device) -> torch.device:
-    """Parse ``device`` and check it exists here; UserError otherwise."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UserError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device 'mps' requested but it is not available here; use --device cpu")
-    return dev
+    embedding: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    window: IntensityWindow | None = None
+    image_uint8: np.ndarray | None = None
 
 
 def _as_image(image: np.ndarray) -> np.ndarray:
@@ -93,25 +74,25 @@ class Predictor:
     """
 
     def __init__(self, model, device: str | torch.device = "cpu") -> None:
-        self.device = check_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.metadata: dict = {}
         self.reset_image()
 
     @classmethod
     def from_checkpoint(
-        cls, path_or_default: str | Path, sam_checkpoint: str | None = None, device: str | torch.device = "cpu"
+        cls, path_or_default: str | Path = "default", sam_checkpoint: str | None = None,
+        device: str | torch.device = "cpu", encoder: str | None = None,
     ) -> "Predictor":
-        """Load a synthfm checkpoint (``"default"`` = the shipped model); see :func:`resolve_model`.
+        """A Predictor for any model :func:`synthfm.weights.load_model` knows: ``"default"`` (the
+        shipped model), a synthfm checkpoint path, or ``"sam:vit_b"`` etc. with ``sam_checkpoint``.
 
-        ``sam_checkpoint`` is needed when the checkpoint references an official SAM encoder.
+        ``sam_checkpoint`` is also needed when a synthfm checkpoint references an official SAM encoder.
         """
-        from synthfm.weights.checkpoint import load_checkpoint
+        from synthfm.weights import load_model
 
-        dev = check_device(device)
-        path = resolve_model(path_or_default)
-        model, metadata = load_checkpoint(path, sam_checkpoint=sam_checkpoint, device=str(dev))
-        predictor = cls(model, dev)
+        model, metadata = load_model(path_or_default, sam_checkpoint=sam_checkpoint, device=device, encoder=encoder)
+        predictor = cls(model, model_device(model))
         predictor.metadata = dict(metadata)
         return predictor
 
@@ -163,6 +144,30 @@ class Predictor:
         if self._features is None:
             raise RuntimeError("call set_image(...) before get_image_embedding()")
         return self._features
+
+    def get_image_state(self) -> ImageState:
+        """The current image's embedding and geometry, to restore later with :meth:`set_image_state`
+        (e.g. a cache of encoded slices: switching back to a slice costs no encoder pass)."""
+        if self._features is None:
+            raise RuntimeError("call set_image(...) before get_image_state()")
+        return ImageState(self._features, self.original_size, self.input_size, self.window, self.image_uint8)
+
+    def set_image_state(self, state: ImageState) -> None:
+        """Make ``state`` (from :meth:`get_image_state`, or an embedding computed elsewhere) the current image."""
+        emb = state.embedding
+        side = self.image_size // 16
+        if not isinstance(emb, torch.Tensor) or emb.ndim != 4 or emb.shape[0] != 1 or tuple(emb.shape[2:]) != (side, side):
+            shape = tuple(emb.shape) if hasattr(emb, "shape") else type(emb).__name__
+            raise ValueError(f"embedding must be a (1, C, {side}, {side}) tensor for this model, got {shape}")
+        self._features = emb.to(self.device)
+        self.original_size = (int(state.original_size[0]), int(state.original_size[1]))
+        self.input_size = (int(state.input_size[0]), int(state.input_size[1]))
+        self.window = state.window
+        self.image_uint8 = state.image_uint8
+
+    def is_current(self, state: ImageState) -> bool:
+        """Whether ``state`` is the image the predictor answers clicks on now (no copy is compared)."""
+        return self._features is not None and self._features is state.embedding
 
     def predict(
         self,
@@ -222,12 +227,7 @@ class Predictor:
             raise UserError("click coordinates must be finite numbers")
         if not np.all(np.isin(lab, (0, 1))):
             raise UserError(f"click labels must be 1 (positive) or 0 (negative), got {sorted(set(lab.tolist()))}")
-        h, w = self.original_size
-        for x, y in c:
-            if not (-_EDGE_TOLERANCE <= x <= w - 1 + _EDGE_TOLERANCE and -_EDGE_TOLERANCE <= y <= h - 1 + _EDGE_TOLERANCE):
-                raise UserError(
-                    f"click ({x:g}, {y:g}) is outside the image ({w} x {h} pixels: x in 0..{w - 1}, y in 0..{h - 1})"
-                )
+        check_prompts_inside(c, None, self.original_size)
         model_coords = coords_to_model(c, self.original_size, self.image_size)
         coords_t = torch.from_numpy(model_coords)[None].to(self.device)
         labels_t = torch.from_numpy(lab.astype(np.int64))[None].to(self.device)
@@ -239,13 +239,7 @@ class Predictor:
         b = np.asarray(box, dtype=np.float64).reshape(-1)
         if b.shape != (4,) or not np.all(np.isfinite(b)):
             raise UserError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {np.asarray(box).tolist()}")
-        x0, y0, x1, y1 = b
-        h, w = self.original_size
-        if x1 < x0 or y1 < y0:
-            raise UserError(f"box needs x0 <= x1 and y0 <= y1, got ({x0:g}, {y0:g}, {x1:g}, {y1:g})")
-        t = _EDGE_TOLERANCE
-        if x0 < -t or y0 < -t or x1 > w + t or y1 > h + t:
-            raise UserError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the image ({w} x {h} pixels)")
+        check_prompts_inside(None, b, self.original_size)
         return torch.from_numpy(box_to_model(b, self.original_size, self.image_size))[None].to(self.device)
 
     def _mask_input(self, mask_input) -> torch.Tensor | None:
@@ -256,3 +250,10 @@ class Predictor:
         if m.size != side * side:
             raise UserError(f"mask_input must be (1, {side}, {side}) low-res logits, got shape {m.shape}")
         return torch.from_numpy(m.reshape(1, 1, side, side).copy()).to(self.device)
+
+
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters (cpu for a model without any)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")

@@ -177,38 +177,20 @@ class VolumeSlices:
         """Make slice k the predictor's current image (encode it, or restore it from the cache)."""
         key = (int(k), self.window)
         state = self._cache.get(key)
-        if state is not None and _is_current(self.predictor, state):
+        if state is not None and self.predictor.is_current(state):
             self.current = int(k)
             return
         if state is None:
             self.predictor.set_image(self.image(k), preset=self.window)
             self.encodings += 1
-            state = _capture(self.predictor)
+            state = self.predictor.get_image_state()
             self._cache[key] = state
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-            _restore(self.predictor, state)
+            self.predictor.set_image_state(state)
         self.current = int(k)
-
-
-# Predictor keeps its embedding in private fields; these two helpers are the only place that
-# reaches into them, so a public Predictor.set_embedding() would replace just these lines.
-_STATE_FIELDS = ("_features", "original_size", "input_size", "window", "image_uint8")
-
-
-def _capture(predictor) -> tuple:
-    return tuple(getattr(predictor, name) for name in _STATE_FIELDS)
-
-
-def _is_current(predictor, state: tuple) -> bool:
-    return getattr(predictor, _STATE_FIELDS[0]) is state[0]
-
-
-def _restore(predictor, state: tuple) -> None:
-    for name, value in zip(_STATE_FIELDS, state):
-        setattr(predictor, name, value)
 
 
 # ---------------------------------------------------------------------------------- prompts

@@ -26,7 +26,6 @@ from typing import Any
 from synthfm.errors import UserError
 
 LR_SCHEDULES = ("constant", "cosine")
-DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
 
 
 @dataclass(frozen=True)
@@ -199,22 +198,9 @@ def _validate_encoder_policy(c: TrainConfig) -> None:
 
 
 def _validate_device(device: str) -> None:
-    import torch
+    from synthfm.devices import resolve_device
 
-    if device in ("auto", "cpu"):
-        return
-    if device == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise UserError("--device mps: MPS is not available on this machine")
-        return
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: CUDA is not available on this machine")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise UserError(f"--device {device}: no such CUDA device ({torch.cuda.device_count()} present)")
-        return
-    raise UserError(f"unknown --device {device!r}; use {DEVICES_HELP}")
+    resolve_device(device)  # the one resolver: UserError for a device this machine does not have
 
 
 def _flag(name: str) -> str:

@@ -12,6 +12,7 @@ of a run has the same prompt shape and batches stack without per-step logic.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -20,19 +21,26 @@ import torch
 
 from synthfm.prompts import mask_to_box, simulate_clicks
 from synthfm.synth.sample import Sample
+from synthfm.training.config import TrainConfig
 
+# PromptPolicy takes its defaults from TrainConfig, so the two cannot disagree.
+_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 PROMPT_RNG_STREAM = 1  # third seed word of the prompt rng: np.random.default_rng([seed, index, 1])
 
 
 @dataclass(frozen=True)
 class PromptPolicy:
-    """How prompt sets are drawn (see TrainConfig for the meaning of each field)."""
+    """How prompt sets are drawn: the TrainConfig fields of the same names (meaning and defaults)."""
 
-    prompts_per_image: int = 1
-    max_pos: int = 5
-    max_neg: int = 3
-    box_fraction: float = 0.0
-    box_jitter: float = 0.1
+    prompts_per_image: int = _TRAIN_DEFAULTS["prompts_per_image"]
+    max_pos: int = _TRAIN_DEFAULTS["max_pos"]
+    max_neg: int = _TRAIN_DEFAULTS["max_neg"]
+    box_fraction: float = _TRAIN_DEFAULTS["box_fraction"]
+    box_jitter: float = _TRAIN_DEFAULTS["box_jitter"]
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> "PromptPolicy":
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
     @property
     def max_points(self) -> int:
@@ -227,3 +235,14 @@ def collate_items(items: list[TrainItem]) -> TrainBatch:
         n_clicks=torch.cat([it.n_clicks for it in items]),
     )
 
+
+
+
+def gpu_train_batch(generator, batch: int, policy: PromptPolicy, gen: torch.Generator, start_index: int = 0) -> TrainBatch:
+    """A TrainBatch of up to ``batch`` images made on the training device by the torch engine.
+
+    generator: a :class:`synthfm.synth.gpu.GpuSynthGenerator`; gen: its ``torch.Generator``
+    (see ``GpuSynthGenerator.prompted_batch``).  The dependency runs trainer -> engine only.
+    """
+    out = generator.prompted_batch(batch, policy, gen, start_index)
+    return TrainBatch(**{f.name: getattr(out, f.name) for f in dataclasses.fields(TrainBatch)})

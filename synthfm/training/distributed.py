@@ -47,12 +47,11 @@ class DistContext:
 
 
 def resolve_device(name: str, dist: DistContext) -> torch.device:
-    """``auto`` -> cuda (this process's local GPU under torchrun) if available, else cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and dist.enabled:
-        name = f"cuda:{dist.local_rank}"
-    return torch.device(name)
+    """``auto`` -> cuda (this process's local GPU under torchrun) if available, else cpu
+    (:func:`synthfm.devices.resolve_device`, the one resolver)."""
+    from synthfm.devices import resolve_device as resolve
+
+    return resolve(name, local_rank=dist.local_rank if dist.enabled else None)
 
 
 def init_distributed(dist: DistContext, device_name: str) -> bool:

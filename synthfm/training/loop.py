@@ -42,7 +42,6 @@ from synthfm.training.config import (
     changed_fields,
     config_from_dict,
     config_to_dict,
-    is_vit,
     steps_per_epoch,
     validate_config,
 )
@@ -83,19 +82,12 @@ def build_training_model(config: TrainConfig):
     decoder (and a small encoder) start from a seeded random init.  The global torch RNG is left
     as it was.
     """
-    from synthfm.modeling import build_model
+    from synthfm.weights import init_model
 
     frozen = None if config.train_encoder is None else not config.train_encoder
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        if is_vit(config.encoder) and config.sam_checkpoint is not None:
-            from synthfm.weights.official_sam import build_model as build_official
-
-            model = build_official(config.encoder, sam_checkpoint=config.sam_checkpoint, load_sam_decoder=False,
-                                   image_size=config.size)
-        else:
-            model = build_model(config.encoder, image_size=config.size, freeze_encoder=frozen)
-    return model
+        return init_model(config.encoder, config.size, sam_checkpoint=config.sam_checkpoint, freeze_encoder=frozen)
 
 
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -194,8 +186,7 @@ def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: 
     """DataLoader over this process's part of the training stream, from stream index ``start``."""
     from synthfm.synth.dataset import SyntheticStream
 
-    policy = PromptPolicy(config.prompts_per_image, config.max_pos, config.max_neg, config.box_fraction,
-                          config.box_jitter)
+    policy = PromptPolicy.from_config(config)
     transform = PromptedItemTransform(config.seed, image_size, policy)
     stream = SyntheticStream(recipe, config.seed, config.gen_size or image_size, start=start, rank=rank,
                              world_size=world_size, transform=transform)
@@ -336,9 +327,9 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
 def _model_for_run(config: TrainConfig, point):
     if point is None:
         return build_training_model(config)
-    from synthfm.weights.checkpoint import load_checkpoint
+    from synthfm.weights import load_model
 
-    model, _ = load_checkpoint(point.weights, sam_checkpoint=config.sam_checkpoint)
+    model, _ = load_model(point.weights, sam_checkpoint=config.sam_checkpoint, device="cpu")
     model.set_encoder_frozen(not config.train_encoder)
     return model
 

@@ -23,7 +23,7 @@ def soft_dice_loss(logits: Tensor, target: Tensor, smooth: float = DICE_SMOOTH) 
     """Per-item soft Dice loss ``1 - dice(sigmoid(logits), target)``.
 
     logits: (B, ..., H, W) float, any leading layout; target: same shape (or broadcastable over a
-    mask axis, see :func:`multimask_dice_loss`), values in {0, 1}.  The last two axes are summed.
+    mask axis, e.g. ``target[:, None]`` against (B, C, H, W) logits), values in {0, 1}.  The last two axes are summed.
     ``smooth`` (added to numerator and denominator) keeps the loss finite and near 0 when both
     the prediction and the target are empty.  Returns shape ``logits.shape[:-2]``, values in [0, 1).
     """
@@ -45,34 +45,6 @@ def bce_loss_per_item(logits: Tensor, target: Tensor) -> Tensor:
     tgt = target.float().expand_as(logits)
     bce = F.binary_cross_entropy_with_logits(logits.float(), tgt, reduction="none")
     return bce.mean(dim=(-2, -1))
-
-
-def dice_loss(logits: Tensor, target: Tensor, smooth: float = DICE_SMOOTH) -> Tensor:
-    """Mean soft Dice loss over a batch of single masks.
-
-    logits: (B, 1, H, W) or (B, H, W); target: (B, H, W) {0, 1}.  Returns a scalar.
-    """
-    if logits.dim() == 4:
-        if logits.shape[1] != 1:
-            raise ValueError(f"dice_loss expects one mask per item, got logits {tuple(logits.shape)}")
-        logits = logits[:, 0]
-    return soft_dice_loss(logits, target, smooth).mean()
-
-
-def multimask_dice_loss(logits: Tensor, target: Tensor, smooth: float = DICE_SMOOTH) -> Tensor:
-    """SAM's ambiguity-aware loss: for each item, the smallest Dice loss among its C masks.
-
-    logits: (B, C, H, W); target: (B, H, W).  Returns a scalar (mean over items of the min over C),
-    so only the best-matching mask of each item receives gradient.
-    """
-    per_mask = soft_dice_loss(logits, target[:, None], smooth)  # (B, C)
-    return per_mask.min(dim=1).values.mean()
-
-
-def best_mask_index(logits: Tensor, target: Tensor, smooth: float = DICE_SMOOTH) -> Tensor:
-    """(B,) int64 index of the mask with the smallest Dice loss per item (for the IoU head)."""
-    with torch.no_grad():
-        return soft_dice_loss(logits, target[:, None], smooth).argmin(dim=1)
 
 
 def mask_iou(logits: Tensor, target: Tensor) -> Tensor:
