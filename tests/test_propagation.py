@@ -292,14 +292,6 @@ def test_volume_objects_use_26_connectivity_and_a_size_floor():
     assert largest_slice(objs[0].mask, 0) == 4 and largest_slice(objs[0].mask, 2) == 6
 
 
-def test_slicing_axis_follows_the_direction_matrix():
-    from synthfm.evaluation.propagation import slicing_axis
-
-    assert slicing_axis((1, 0, 0, 0, 1, 0, 0, 0, 1)) == 0  # axial acquisition: array axis 0
-    assert slicing_axis((-1, 0, 0, 0, -1, 0, 0, 0, 1)) == 0
-    assert slicing_axis((1, 0, 0, 0, 0, 1, 0, -1, 0)) == 1  # index y runs along S: coronal array layout
-
-
 def test_evaluate_volumes_scores_a_perfect_predictor_at_one(tmp_path):
     import json
 

@@ -90,7 +90,9 @@ def test_volume_coronal_axis(files, tmp_path):
     ])
     assert code == 0
     arr = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
-    assert arr.shape == (5, 30, 40) and np.delete(arr, 12, axis=1).sum() == 0
+    # the file's x index runs toward anterior: the radiological view's coronal slice 12 (anterior on
+    # top, counted from the front) is file voxel column 40 - 1 - 12 along array axis 2
+    assert arr.shape == (5, 30, 40) and np.delete(arr, 40 - 1 - 12, axis=2).sum() == 0
 
 
 def test_overwrite_rules(files, tmp_path, capsys):

@@ -33,6 +33,7 @@ from synthfm.errors import UserError
 from synthfm.prompts import click_inside
 from synthfm.io.intensity import CT_WINDOWS, IntensityWindow, choose_auto_preset, resolve_window
 from synthfm.io.images import LoadedImage, axis_index, write_mask
+from synthfm.io.orientation import radiological_view
 from synthfm.inference.propagation import VolumeSlices
 
 MAX_UNDO = 64
@@ -99,6 +100,7 @@ class Annotator:
                  window: str | tuple | IntensityWindow = "auto", refine: bool = False, overwrite: bool = False,
                  start_slice: int | None = None, log: Callable[[str], None] | None = None) -> None:
         self.predictor = predictor
+        image = radiological_view(image)  # volumes in the one convention (synthfm.io.orientation)
         self.image = image
         self.out_path = Path(out_path)
         self.refine = bool(refine)

@@ -52,7 +52,7 @@ def check_display() -> None:
 @click.option("--window", default="auto", show_default=True,
               help="Initial intensity preset: auto, none, soft_tissue, lung, bone, brain, liver, mr, us, or LEVEL,WIDTH.")
 @click.option("--axis", type=click.Choice(AXIS_NAMES), default="axial", show_default=True,
-              help="Slicing axis of a volume (array axis 0/1/2 of the (Z, Y, X) volume).")
+              help="Plane of the radiological view (README: Volumes).")
 @click.option("--slice", "slice_index", type=int, default=None, help="First slice shown (default: the middle one).")
 @click.option("--refine", is_flag=True, help="Feed the previous mask's logits back with each click (SAM's demo).")
 @click.option("--overwrite", is_flag=True, help="Let 's' replace an existing --out file without asking.")
@@ -72,11 +72,13 @@ def annotate(input_path, out_path, model, encoder, sam_checkpoint, window, axis,
     from synthfm.inference.predictor import Predictor
     from synthfm.weights import model_spec
 
+    from synthfm.io.orientation import radiological_view
+
     check_display()
     preset = parse_preset(window)
     dev = resolve_device(device)
     model_source = model_spec(model, encoder, sam_checkpoint)
-    loaded = read_image(input_path)
+    loaded = radiological_view(read_image(input_path))
     if loaded.kind == "2d" and slice_index is not None:
         raise UserError(f"--slice applies to volumes only; {input_path} is a 2D image")
     if slice_index is not None:

@@ -23,9 +23,9 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 @click.option("--point", "points", multiple=True, type=POINT, help="Positive click (x=column, y=row pixels); repeatable.")
 @click.option("--negative", "negatives", multiple=True, type=POINT, help="Negative click X,Y; repeatable.")
 @click.option("--box", type=BOX, default=None, help="Box prompt X0,Y0,X1,Y1 in pixels.")
-@click.option("--slice", "slice_index", type=int, default=None, help="Slice K of a volume (clicks are on this slice).")
+@click.option("--slice", "slice_index", type=int, default=None, help="Slice K of a volume: voxel index K along the axis of --axis (clicks are on this slice).")
 @click.option("--axis", type=click.Choice(AXIS_NAMES), default="axial", show_default=True,
-              help="Slicing axis = array axis 0/1/2 of the (Z, Y, X) volume.")
+              help="Plane of the radiological view (README: Volumes); --slice counts along its axis.")
 @click.option("--window", default="auto", show_default=True,
               help="Intensity preset: auto, none, soft_tissue, lung, bone, brain, liver, mr, us, or LEVEL,WIDTH.")
 @model_options
@@ -138,8 +138,9 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
 def _load_input(path: Path, slice_index: int | None, axis: str):
     """Read INPUT; for a volume pick slice K.  Returns (LoadedImage, 2D image, K or None, description)."""
     from synthfm.io.images import check_slice, read_image, slice_of
+    from synthfm.io.orientation import radiological_view
 
-    loaded = read_image(path)
+    loaded = radiological_view(read_image(path))  # the one volume convention (README: --slice, --point)
     if loaded.kind == "2d":
         if slice_index is not None:
             raise UserError(f"--slice applies to volumes only; {path} is a 2D image")

@@ -9,12 +9,12 @@ Layout (see ../shared/DESIGN.md, "Evaluation data contract")::
 ``file_ending`` ``.png`` (or another OpenCV 2D format) is one 2D image per case; ``.nii.gz`` /
 ``.nii`` is a volume evaluated slice by slice.
 
-Volumes are sliced along the voxel axis closest to the patient's superior-inferior axis (axial
-slices; found from the affine with ``nibabel.io_orientation``), whatever the order of the axes
-on disk.  Each slice is shown in radiological convention: anterior at the top, the patient's
-right on the image's left.  ``EvalSlice.index`` is the index along that axis in the file, and
-``EvalSlice.spacing`` the in-plane pixel size ``(row, col)`` in mm from the affine (None for 2D
-images, whose distances are in pixels).
+Volumes are read through :mod:`synthfm.io` and seen in the one volume convention of
+:mod:`synthfm.io.orientation` (the one ``synthfm segment``, ``annotate`` and propagation use):
+axial slices along the voxel axis closest to the patient's superior-inferior axis, anterior at the
+top, the patient's right on the image's left.  ``EvalSlice.index`` is the index along that axis in
+the file (= ``synthfm segment --slice``), and ``EvalSlice.spacing`` the in-plane pixel size
+``(row, col)`` in mm (None for 2D images, whose distances are in pixels).
 
 Objects: connected components (8-connectivity) of each class in one 2D image or slice
 (components of a volume are taken per slice, not in 3D), kept when their area is at least
@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -272,73 +271,48 @@ def _check_label_ids(info: DatasetInfo, label: np.ndarray) -> None:
         raise CaseError(f"label ids {unknown} not in dataset.json labels")
 
 
-def _load_nifti(path: Path):
-    import nibabel as nib
+def _load_volume(path: Path):
+    """A volume through synthfm.io, in the one volume convention (synthfm.io.orientation)."""
+    from synthfm.io.images import read_image
+    from synthfm.io.orientation import radiological_view
 
     try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for damaged files
-        raise CaseError(f"cannot read {path.name}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim == 2:
-        data = data[:, :, None]
-    if data.ndim != 3:
-        raise CaseError(f"{path.name}: expected a 3D volume, got shape {data.shape}")
-    return data, img.affine
+        vol = read_image(path)
+    except UserError as exc:
+        raise CaseError(f"cannot read {path.name}: {' '.join(str(exc).split())}") from None
+    if vol.kind != "3d":
+        raise CaseError(f"{path.name}: expected a 3D volume, got shape {vol.array.shape}")
+    return radiological_view(vol)
 
 
-def volume_slicing(affine: np.ndarray) -> tuple[int, int, int, bool, bool]:
-    """From a voxel-to-world affine: (slice_axis, row_axis, col_axis, flip_rows, flip_cols).
-
-    slice_axis is the voxel axis closest to superior-inferior; rows run anterior -> posterior and
-    columns patient right -> left (radiological view) once the flips are applied.
-    """
-    import nibabel as nib
-
-    ornt = nib.io_orientation(affine)  # per voxel axis: (world axis 0=x R, 1=y A, 2=z S; +1/-1)
-    world = [int(w) for w in ornt[:, 0]]
-    slice_axis = world.index(2)
-    row_axis, col_axis = world.index(1), world.index(0)
-    # RAS world: voxel index increasing toward A must be flipped to put anterior on top, and
-    # increasing toward R must be flipped to put the patient's right on the left.
-    return slice_axis, row_axis, col_axis, ornt[row_axis, 1] > 0, ornt[col_axis, 1] > 0
-
-
-def _oriented_slices(data: np.ndarray, affine: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    slice_axis, row_axis, col_axis, flip_rows, flip_cols = volume_slicing(affine)
-    arranged = np.transpose(data, (slice_axis, row_axis, col_axis))
-    if flip_rows:
-        arranged = arranged[:, ::-1, :]
-    if flip_cols:
-        arranged = arranged[:, :, ::-1]
-    for k in range(arranged.shape[0]):
-        yield k, np.ascontiguousarray(arranged[k])
+def _same_geometry(a, b) -> bool:
+    scale = max(float(np.max(np.abs(a.spacing))), 1.0)
+    return (np.allclose(a.spacing, b.spacing, atol=1e-3 * scale) and np.allclose(a.origin, b.origin, atol=1e-3 * scale)
+            and np.allclose(a.direction, b.direction, atol=1e-3))
 
 
 def _read_volume_slices(info: DatasetInfo, case: Case) -> list[tuple[int, np.ndarray, np.ndarray, tuple[float, float]]]:
-    image, affine = _load_nifti(case.image_path)
-    label, label_affine = _load_nifti(case.label_path)
-    if image.shape != label.shape:
-        raise CaseError(f"image size {image.shape} != label size {label.shape}")
-    scale = float(np.abs(affine[:3, :3]).max()) or 1.0
-    if not np.allclose(affine, label_affine, atol=1e-3 * scale):
+    from synthfm.io.orientation import array_spacing
+
+    image, label_vol = _load_volume(case.image_path), _load_volume(case.label_path)
+    if image.array.shape != label_vol.array.shape:
+        raise CaseError(f"image size {image.array.shape} != label size {label_vol.array.shape}")
+    if not _same_geometry(image, label_vol):
         raise CaseError("image and label affines differ (different geometry)")
+    label = label_vol.array
     if not np.issubdtype(label.dtype, np.integer):
         rounded = np.rint(label)
         if not np.allclose(label, rounded):
             raise CaseError("label volume has non-integer values")
         label = rounded.astype(np.int32)
     _check_label_ids(info, label)
-    _, row_axis, col_axis, _, _ = volume_slicing(affine)
-    voxel = np.linalg.norm(affine[:3, :3], axis=0)
-    spacing = (float(voxel[row_axis]), float(voxel[col_axis]))
+    spacing = array_spacing(image)[1:]  # (row, col) mm of the axial view
     out = []
-    # walk image and label together: only the labelled slices are copied, never a whole volume
-    for (k, image_slice), (_, lab) in zip(_oriented_slices(image, affine), _oriented_slices(label, affine)):
+    # only the labelled slices are copied, never a whole volume
+    for k in range(label.shape[0]):
+        lab = label[k]
         if lab.any():
-            out.append((k, image_slice, lab, spacing))
+            out.append((k, np.ascontiguousarray(image.array[k]), np.ascontiguousarray(lab), spacing))
     return out
 
 

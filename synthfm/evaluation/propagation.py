@@ -3,8 +3,8 @@
 Protocol (what ``benchmarks/eval_propagation.py`` runs and records in its JSON):
 
 * **Volumes**: datasets whose ``file_ending`` is ``.nii.gz``/``.nii``; image and label read with
-  :func:`synthfm.io.images.read_volume` ((Z, Y, X) arrays).  Slices are taken along the array axis closest
-  to the patient's superior-inferior axis (from the direction matrix), i.e. axial slices.
+  :func:`synthfm.io.images.read_volume` and seen through :func:`synthfm.io.orientation.radiological_view`
+  (the one volume convention); slices are the view's axial slices (axis 0).
 * **Objects**: 3D connected components (26-connectivity) of each class with at least
   ``min_fraction`` x the volume's voxels (0.1 % by default, as in ../shared/data/README.md).
 * **Prompt**: one positive click on the object's largest slice, at its deepest interior point
@@ -77,16 +77,6 @@ def dice(gt: np.ndarray, pred: np.ndarray) -> float:
         raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
-def slicing_axis(direction: Sequence[float]) -> int:
-    """Array axis (of a (Z, Y, X) SimpleITK array) closest to the patient's superior-inferior axis.
-
-    direction: SimpleITK's row-major 3x3 direction matrix (columns = index axes x, y, z in LPS).
-    """
-    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)
-    index_axis = int(np.argmax(np.abs(d[2])))  # the S row: which of x, y, z points most along it
-    return 2 - index_axis
 
 
 def volume_objects(label: np.ndarray, class_ids: dict[str, int], min_fraction: float = DEFAULT_MIN_FRACTION) -> list[VolumeObject]:
@@ -226,6 +216,7 @@ def evaluate_volumes(
     """
     from synthfm.evaluation.datasets import find_datasets, list_cases
     from synthfm.io.images import read_volume
+    from synthfm.io.orientation import radiological_view
 
     variants = dict(variants or {"click": VARIANTS["click"]})
     datasets, _ = find_datasets(data if isinstance(data, (list, tuple)) else [data], include_pseudo=True)
@@ -241,7 +232,8 @@ def evaluate_volumes(
             if budget is not None and budget <= 0:
                 break
             try:
-                image, label = read_volume(case.image_path), read_volume(case.label_path)
+                image = radiological_view(read_volume(case.image_path))
+                label = radiological_view(read_volume(case.label_path))
             except UserError as exc:
                 out.skipped.append({"dataset": info.name, "case": case.case_id, "reason": " ".join(str(exc).split())})
                 continue
@@ -255,7 +247,7 @@ def evaluate_volumes(
                 budget -= len(objects)
             if not objects:
                 continue
-            axis = slicing_axis(image.direction)
+            axis = 0  # axial slices of the one volume convention (synthfm.io.orientation)
             window = resolve_window(image.array, "auto", info.modality)
             slices = VolumeSlices(predictor, image.array, axis=axis, window=window)
             out.datasets[info.name]["cases"] += 1

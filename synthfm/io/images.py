@@ -15,8 +15,11 @@ Axis convention: volumes are (Z, Y, X) = (slices, rows, cols) arrays, exactly as
 flattened direction matrix (LPS patient space).  2D images are (H, W) or (H, W, 3) RGB.
 
 Slicing: ``axis`` 0/"axial" takes ``array[k]`` (rows x cols), 1/"coronal" ``array[:, k, :]``
-(slices x cols), 2/"sagittal" ``array[:, :, k]`` (slices x rows).  The names are the anatomical
-planes for axially acquired scans; they always mean the array axes, the data is not reoriented.
+(slices x cols), 2/"sagittal" ``array[:, :, k]`` (slices x rows).  ``read_image`` keeps the file's
+array axes; the commands, propagation and evaluation look at volumes through
+:func:`synthfm.io.orientation.radiological_view` (the one volume convention), whose axes are the
+anatomical planes whatever the file's voxel order, and ``write_mask(..., like=viewed)`` writes back
+in the file's order and geometry.
 
 Every failure to read raises ``ImageReadError`` with one line naming the file and the problem.
 Sizes are checked from the header before any pixel is decoded: at most 2**28 pixels for a 2D
@@ -72,6 +75,9 @@ class LoadedImage:
     path: Path
     format: str
     meta: dict = field(default_factory=dict)
+    # set by synthfm.io.orientation.radiological_view: array is then the view, and write_mask maps
+    # masks back to the file's voxel order
+    view: "ViewTransform | None" = None
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -379,6 +385,8 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
     ext = file_extension(p)
     if like is not None and tuple(m.shape) != like.spatial_shape:
         raise UserError(f"mask shape {m.shape} does not match the image shape {like.spatial_shape}")
+    if like is not None and like.view is not None and m.ndim == 3:
+        m = np.ascontiguousarray(like.view.to_file(m))  # back to the file's voxel order
     if ext in MASK_RASTER_EXTENSIONS:
         if m.ndim != 2:
             raise UserError(f"{p}: a {ext} file holds one 2D mask; write volumes as {' or '.join(MASK_VOLUME_EXTENSIONS)}")
