@@ -69,7 +69,8 @@ def main(data, methods, out, overwrite, prompts, interactive, seed, min_area, ns
          limit_objects, sam_checkpoint, encoder, device, no_overlays, quiet) -> None:
     """Evaluate click-promptable segmentation methods zero-shot on real datasets."""
     from synthfm.evaluation.datasets import find_datasets
-    from synthfm.evaluation.protocol import EvalProtocol, build_methods, evaluate
+    from synthfm.evaluation.methods import build_methods
+    from synthfm.evaluation.protocol import EvalProtocol, evaluate
     from synthfm.evaluation.report import summary_markdown, write_report
 
     settings = _settings(prompts)

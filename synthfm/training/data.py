@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from synthfm.prompts import mask_to_box, simulate_clicks
+from synthfm.synth.batch import PromptedBatch
 from synthfm.synth.sample import Sample
 from synthfm.training.config import TrainConfig
 
@@ -188,22 +189,14 @@ def _skipped(index: int) -> TrainItem:
 
 
 @dataclass
-class TrainBatch:
-    """B images x K prompt sets stacked; prompt tensors are flattened to M = B*K rows.
+class TrainBatch(PromptedBatch):
+    """B images x K prompt sets stacked; prompt tensors are flattened to M = B*K rows (the
+    :class:`~synthfm.synth.batch.PromptedBatch` layout).
 
     images: (B, 1, S, S) float32 0..255 grey (SynthFM.encode repeats it to 3 channels).  masks: (M, S, S) uint8 {0,1}.  point_coords (M, N, 2),
     point_labels (M, N), boxes (M, 4), is_box (M,), n_clicks (M,).  indices: stream indices.
     Row m belongs to image m // K.
     """
-
-    indices: list[int]
-    images: torch.Tensor
-    masks: torch.Tensor
-    point_coords: torch.Tensor
-    point_labels: torch.Tensor
-    boxes: torch.Tensor
-    is_box: torch.Tensor
-    n_clicks: torch.Tensor
 
     @property
     def prompts_per_image(self) -> int:
@@ -245,4 +238,4 @@ def gpu_train_batch(generator, batch: int, policy: PromptPolicy, gen: torch.Gene
     (see ``GpuSynthGenerator.prompted_batch``).  The dependency runs trainer -> engine only.
     """
     out = generator.prompted_batch(batch, policy, gen, start_index)
-    return TrainBatch(**{f.name: getattr(out, f.name) for f in dataclasses.fields(TrainBatch)})
+    return TrainBatch(**{f.name: getattr(out, f.name) for f in dataclasses.fields(PromptedBatch)})

@@ -4,7 +4,7 @@
 recipe's module mix (shape-aware / boundary-aware), flavours, contrast, artefacts, noise kinds,
 augmentation and target rules, as a pure function of the ``torch.Generator`` state (same device,
 same seed -> same batch).  ``prompted_batch`` adds K prompt sets per image drawn on the device
-(a :class:`GpuPromptedBatch`; the trainer wraps it with ``synthfm.training.data.gpu_train_batch``) (:mod:`synthfm.synth.gpu.clicks`), so a GPU trainer never waits for
+(a :class:`synthfm.synth.batch.PromptedBatch`; the trainer wraps it with ``synthfm.training.data.gpu_train_batch``) (:mod:`synthfm.synth.gpu.clicks`), so a GPU trainer never waits for
 CPU workers.  Statistically matched to the numpy engine (same ranges and kinds), not bit-identical;
 the documented differences are in each module's docstring, plus: augmentation does flips, a
 transpose (with the flips: every 90-degree rotation), affine and brightness/contrast, but no
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from synthfm.synth.batch import PromptedBatch
 from synthfm.synth.recipe import FLAVOURS, Recipe
 from synthfm.synth.gpu.acquisition import acquire, flavour_table, modulate_contrast, render_clean
 from synthfm.synth.gpu.clicks import mask_boxes, simulate_clicks
@@ -64,25 +65,6 @@ def _merge(scenes: list[tuple[torch.Tensor, GpuScene]], batch: int, size: int, d
         labels[idx], intensity[idx] = s.labels, s.intensity
         members[idx, :t], exists[idx, :t] = s.members, s.exists
     return GpuScene(labels, intensity, members, exists)
-
-
-@dataclass
-class GpuPromptedBatch:
-    """B images x K prompt sets, prompt tensors flattened to M = B*K rows (row m is image m // K).
-
-    images: (B, 1, S, S) float32 0..255 grey; masks: (M, S, S) uint8 {0,1}; point_coords (M, N, 2)
-    float32 (x, y) pixels, point_labels (M, N) int64 1/0/-1 (padding), boxes (M, 4), is_box (M,)
-    bool, n_clicks (M,) int64; indices: stream indices of the images.
-    """
-
-    indices: list[int]
-    images: torch.Tensor
-    masks: torch.Tensor
-    point_coords: torch.Tensor
-    point_labels: torch.Tensor
-    boxes: torch.Tensor
-    is_box: torch.Tensor
-    n_clicks: torch.Tensor
 
 
 class GpuSynthGenerator:
@@ -134,7 +116,7 @@ class GpuSynthGenerator:
         return GpuSyntheticBatch(image[:, None].contiguous(), labels, scene.members, valid, fov, module, flavour, noises)
 
     @torch.no_grad()
-    def prompted_batch(self, batch: int, policy, gen: torch.Generator, start_index: int = 0) -> "GpuPromptedBatch":
+    def prompted_batch(self, batch: int, policy, gen: torch.Generator, start_index: int = 0) -> PromptedBatch:
         """One generated batch with prompts (all on the device).
 
         policy: anything with ``prompts_per_image``, ``max_pos``, ``max_neg``, ``box_fraction`` and
@@ -158,7 +140,7 @@ class GpuSynthGenerator:
         point_labels = point_labels.masked_fill(is_box[:, None], -1)
         coords = coords * (~is_box)[:, None, None]
         n_clicks = (point_labels >= 0).sum(1)
-        return GpuPromptedBatch(
+        return PromptedBatch(
             indices=[start_index + int(i) for i in keep.tolist()],
             images=out.images[keep] * 255.0,
             masks=masks.to(torch.uint8),
