@@ -18,9 +18,9 @@ from synthfm.training.config import LR_SCHEDULES, PRESETS, preset_config
 
 # CLI option name -> TrainConfig field, for the options that map one to one
 _CONFIG_OPTIONS = (
-    "recipe", "encoder", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
+    "recipe", "encoder", "init", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
     "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
-    "box_fraction", "box_jitter", "multimask", "iou_loss_weight", "bce_weight", "seed", "val_images", "checkpoint_every",
+    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "multimask", "iou_loss_weight", "bce_weight", "seed", "val_images", "checkpoint_every",
     "log_every", "workers", "device", "amp", "compile", "out",
 )
 
@@ -42,6 +42,7 @@ _CONFIG_OPTIONS = (
 @click.option("--recipe", default=None, help="Shipped recipe name (synthfm, shape_only, boundary_only) or YAML path.  [preset: synthfm]")
 @click.option("--encoder", default=None, help="Image encoder (vit_h, vit_l, vit_b, tiny_cnn, tiny_vit, ...).")
 @click.option("--sam-checkpoint", default=None, help="Official SAM .pth file for a vit_* encoder.")
+@click.option("--init", default=None, help="Start from this synthfm checkpoint's weights (same encoder).")
 @click.option("--train-encoder/--freeze-encoder", "train_encoder", default=None,
               help="Train the encoder with the decoder (default: yes for small encoders; vit_* stay frozen).")
 @click.option("--size", type=int, default=None, help="Model input size S (default: the encoder's).")
@@ -59,6 +60,10 @@ _CONFIG_OPTIONS = (
 @click.option("--max-neg", type=int, default=None, help="Negative clicks per prompt set: 0..MAX_NEG.")
 @click.option("--box-fraction", type=float, default=None, help="Fraction of prompt sets that are a box alone.")
 @click.option("--box-jitter", type=float, default=None, help="Box side noise (std as a fraction of the side).")
+@click.option("--mask-fraction", type=float, default=None,
+              help="Fraction of prompt sets that also get a previous-mask input with corrective clicks.")
+@click.option("--zoom-fraction", type=float, default=None,
+              help="Fraction of images replaced by a zoomed crop around one target (scale robustness).")
 @click.option("--multimask/--no-multimask", default=None,
               help="Train SAM's 3 ambiguity masks on single clicks (min-over-masks Dice).")
 @click.option("--bce-weight", type=float, default=None,

@@ -228,6 +228,7 @@ def export_onnx(
     out.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").float().eval()
     s, e = model.image_size, model.embedding_size
+    channels, mask_side = _embedding_channels(model), _mask_side(model)
     report: dict = {
         "synthfm_version": __version__,
         "encoder": model.encoder_name,
@@ -240,12 +241,12 @@ def export_onnx(
         "source": dict(metadata or {}),
         "files": {},
     }
-    decoder = DecoderGraph(model, multimask).eval()
+    decoder = _decoder_graph(model, multimask).eval()
     example = (
-        torch.zeros(1, 256, e, e),
+        torch.zeros(1, channels, e, e),
         torch.tensor([[[s / 2, s / 2], [0.0, 0.0]]], dtype=torch.float32),
         torch.tensor([[1.0, -1.0]]),
-        torch.zeros(1, 1, 4 * e, 4 * e),
+        torch.zeros(1, 1, mask_side, mask_side),
         torch.zeros(1),
         torch.tensor([float(s), float(s)]),
     )
@@ -257,7 +258,7 @@ def export_onnx(
 
     official = ENCODERS[model.encoder_name].official
     if include_encoder and not official:
-        encoder = EncoderGraph(model).eval()
+        encoder = _encoder_graph(model).eval()
         with torch.no_grad():
             _export(encoder, (torch.zeros(1, 3, s, s), torch.tensor([s, s], dtype=torch.int64)), out / ENCODER_FILE,
                     ENCODER_INPUTS, ENCODER_OUTPUTS, None, opset)
@@ -272,6 +273,34 @@ def export_onnx(
         report["verification"] = verify_export(model, out, multimask)
     atomic_write_bytes(out / REPORT_FILE, (json.dumps(report, indent=2) + "\n").encode())
     return report
+
+
+def _is_click_unet(model) -> bool:
+    return getattr(model, "encoder_name", None) == "click_unet"
+
+
+def _embedding_channels(model) -> int:
+    return int(model.embedding_channels) if _is_click_unet(model) else 256
+
+
+def _mask_side(model) -> int:
+    return int(model.mask_input_size) if _is_click_unet(model) else 4 * int(model.embedding_size)
+
+
+def _decoder_graph(model, multimask: bool) -> nn.Module:
+    if _is_click_unet(model):
+        from synthfm.inference.onnx_click_unet import ClickUNetDecoderGraph
+
+        return ClickUNetDecoderGraph(model, multimask)
+    return DecoderGraph(model, multimask)
+
+
+def _encoder_graph(model) -> nn.Module:
+    if _is_click_unet(model):
+        from synthfm.inference.onnx_click_unet import ClickUNetEncoderGraph
+
+        return ClickUNetEncoderGraph(model)
+    return EncoderGraph(model)
 
 
 def _file_entry(path: Path, inputs, outputs) -> dict:
@@ -320,20 +349,21 @@ def verify_export(model, out_dir: str | Path, multimask: bool = False, seed: int
     out = Path(out_dir)
     gen = torch.Generator().manual_seed(seed)
     s, e = model.image_size, model.embedding_size
+    channels, mask_side = _embedding_channels(model), _mask_side(model)
     session = _session(out / DECODER_FILE)
     cases = []
     worst = {"masks": 0.0, "scores": 0.0, "low_res_logits": 0.0}
     for case in _decoder_cases(s):
         h, w = case["hw"]
-        emb = torch.randn(1, 256, e, e, generator=gen)
-        mask_in = torch.randn(1, 1, 4 * e, 4 * e, generator=gen) * 4 if case["mask"] else None
+        emb = torch.randn(1, channels, e, e, generator=gen)
+        mask_in = torch.randn(1, 1, mask_side, mask_side, generator=gen) * 4 if case["mask"] else None
         coords = None if case["coords"] is None else np.asarray(case["coords"]) * [w - 1, h - 1]
         labels = None if case["labels"] is None else np.asarray(case["labels"])
         box = None if case["box"] is None else np.asarray(case["box"]) * [w - 1, h - 1, w - 1, h - 1]
         pc, pl = prompt_inputs(coords, labels, box, (h, w), s)
         feeds = {
             "image_embeddings": emb.numpy(), "point_coords": pc, "point_labels": pl,
-            "mask_input": (mask_in if mask_in is not None else torch.zeros(1, 1, 4 * e, 4 * e)).numpy(),
+            "mask_input": (mask_in if mask_in is not None else torch.zeros(1, 1, mask_side, mask_side)).numpy(),
             "has_mask_input": np.array([1.0 if mask_in is not None else 0.0], np.float32),
             "orig_im_size": np.array([h, w], np.float32),
         }

@@ -73,10 +73,11 @@ class Predictor:
     metadata when built with :meth:`from_checkpoint`.
     """
 
-    def __init__(self, model, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model, device: str | torch.device = "cpu", focus: bool = False) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.metadata: dict = {}
+        self.focus = bool(focus)
         self.reset_image()
 
     @classmethod
@@ -88,11 +89,15 @@ class Predictor:
         shipped model), a synthfm checkpoint path, or ``"sam:vit_b"`` etc. with ``sam_checkpoint``.
 
         ``sam_checkpoint`` is also needed when a synthfm checkpoint references an official SAM encoder.
+        The checkpoint's ``inference`` metadata (e.g. ``{"focus": true}``, chosen when the model was
+        shipped) sets the predictor's defaults; change ``predictor.focus`` to override.
         """
         from synthfm.weights import load_model
 
         model, metadata = load_model(path_or_default, sam_checkpoint=sam_checkpoint, device=device, encoder=encoder)
-        predictor = cls(model, model_device(model))
+        inference = metadata.get("inference") if isinstance(metadata, dict) else None
+        focus = bool(inference.get("focus", False)) if isinstance(inference, dict) else False
+        predictor = cls(model, model_device(model), focus=focus)
         predictor.metadata = dict(metadata)
         return predictor
 
@@ -140,7 +145,7 @@ class Predictor:
         self.image_uint8 = image8
 
     def get_image_embedding(self) -> torch.Tensor:
-        """The cached embedding (1, 256, S/16, S/16)."""
+        """The cached embedding: (1, 256, S/16, S/16) for SynthFM, (1, C, S/4, S/4) for click_unet."""
         if self._features is None:
             raise RuntimeError("call set_image(...) before get_image_embedding()")
         return self._features
@@ -155,7 +160,7 @@ class Predictor:
     def set_image_state(self, state: ImageState) -> None:
         """Make ``state`` (from :meth:`get_image_state`, or an embedding computed elsewhere) the current image."""
         emb = state.embedding
-        side = self.image_size // 16
+        side = int(getattr(self.model, "embedding_size", self.image_size // 16))
         if not isinstance(emb, torch.Tensor) or emb.ndim != 4 or emb.shape[0] != 1 or tuple(emb.shape[2:]) != (side, side):
             shape = tuple(emb.shape) if hasattr(emb, "shape") else type(emb).__name__
             raise ValueError(f"embedding must be a (1, C, {side}, {side}) tensor for this model, got {shape}")
@@ -177,6 +182,7 @@ class Predictor:
         mask_input: np.ndarray | None = None,
         multimask_output: bool = False,
         return_logits: bool = False,
+        focus: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for the given prompts on the current image.
 
@@ -186,6 +192,8 @@ class Predictor:
         Returns ``(masks (C, H, W) bool, scores (C,) float32, low_res_logits (C, S/4, S/4) float32)``,
         C = 3 with ``multimask_output`` else 1; ``return_logits=True`` gives float32 logits instead
         of bool masks (threshold 0).  Clicks or a box outside the image raise UserError.
+        focus (None = the predictor's ``focus`` attribute): for a single mask from clicks, re-run on
+        a crop around the first prediction (:mod:`synthfm.inference.focus`) and return that result.
         """
         if self._features is None:
             raise RuntimeError("call set_image(...) before predict(...)")
@@ -206,6 +214,13 @@ class Predictor:
         low_res_np = low_res[0].float().cpu().numpy()
         scores = iou[0].float().cpu().numpy().astype(np.float32)
         logits = logits_to_original(low_res_np, self.input_size, self.original_size, self.image_size)
+        if (self.focus if focus is None else focus) and logits.shape[0] == 1 and box is None:
+            from synthfm.inference.focus import focused_logits
+
+            refined = focused_logits(self.model, self.image_uint8, logits[0], point_coords, point_labels, self.device)
+            if refined is not None:
+                logits = refined[0][None]
+                scores = np.asarray([refined[1]], np.float32)
         masks = logits if return_logits else logits > MASK_THRESHOLD
         return masks, scores, low_res_np.astype(np.float32, copy=False)
 
@@ -247,6 +262,9 @@ class Predictor:
             return None
         side = self.image_size // 4
         m = np.asarray(mask_input, dtype=np.float32)
+        low = int(getattr(self.model, "low_res_size", side))
+        if m.size == low * low and low != side:
+            side = low
         if m.size != side * side:
             raise UserError(f"mask_input must be (1, {side}, {side}) low-res logits, got shape {m.shape}")
         return torch.from_numpy(m.reshape(1, 1, side, side).copy()).to(self.device)

@@ -15,6 +15,7 @@ from torch import nn
 
 from synthfm.errors import UserError
 from synthfm.modeling.sam_vit import PATCH_SIZE, SAM_IMAGE_SIZE, build_sam_vit
+from synthfm.modeling.click_unet import build_click_unet
 from synthfm.modeling.small_encoders import build_tiny_cnn, build_tiny_vit
 from synthfm.modeling.synthfm_model import SynthFM
 
@@ -34,6 +35,7 @@ class EncoderSpec:
     default_image_size: int
     official: bool
     description: str
+    whole_model: bool = False  # build returns the whole promptable model, not an encoder for SAM's heads
 
     @property
     def frozen_by_default(self) -> bool:
@@ -46,6 +48,9 @@ ENCODERS: dict[str, EncoderSpec] = {
     "vit_b": EncoderSpec("vit_b", partial(build_sam_vit, "vit_b"), SAM_IMAGE_SIZE, True, "SAM ViT-B (86M params), official weights"),
     "tiny_cnn": EncoderSpec("tiny_cnn", build_tiny_cnn, 256, False, "ConvNeXt-style conv net (~2.35M params), trained from scratch"),
     "tiny_vit": EncoderSpec("tiny_vit", build_tiny_vit, 256, False, "conv stages + 2 global attention blocks (~2.6M params), trained from scratch"),
+    "click_unet": EncoderSpec("click_unet", build_click_unet, 256, False,
+                              "early-fusion U-Net, prompts rasterised at S/4 (~1.1M params), trained from scratch",
+                              whole_model=True),
 }
 
 
@@ -124,5 +129,12 @@ def build_model(
     spec = get_encoder_spec(encoder)
     size = check_image_size(spec.default_image_size if image_size is None else image_size)
     frozen = spec.frozen_by_default if freeze_encoder is None else bool(freeze_encoder)
+    if spec.whole_model:
+        if frozen:
+            raise UserError(f"{spec.name} is trained end to end; it has no separate encoder to freeze")
+        model = spec.build(size)
+        if encoder_state_dict is not None:
+            model.load_state_dict(encoder_state_dict, strict=True)
+        return model
     image_encoder = build_encoder(spec.name, size, encoder_state_dict, fast=fast_encoder)
     return SynthFM(encoder_name=spec.name, image_encoder=image_encoder, image_size=size, freeze_encoder=frozen)

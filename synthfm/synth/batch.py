@@ -17,7 +17,9 @@ class PromptedBatch:
 
     images: (B, 1, S, S) float32 0..255 grey; masks: (M, S, S) uint8 {0,1}; point_coords (M, N, 2)
     float32 (x, y) pixels, point_labels (M, N) int64 1/0/-1 (padding), boxes (M, 4), is_box (M,)
-    bool, n_clicks (M,) int64; indices: stream indices of the images.
+    bool, n_clicks (M,) int64; indices: stream indices of the images.  mask_inputs (M, 1, S/4, S/4)
+    float32 previous-mask logits and has_mask (M,) bool (True where given), or None when the batch
+    has no mask prompts (the torch engine does not draw them).
     """
 
     indices: list[int]
@@ -28,3 +30,5 @@ class PromptedBatch:
     boxes: torch.Tensor
     is_box: torch.Tensor
     n_clicks: torch.Tensor
+    mask_inputs: torch.Tensor | None = None
+    has_mask: torch.Tensor | None = None

@@ -48,12 +48,20 @@ class TrainConfig:
     iou_loss_weight: weight of an MSE loss on the IoU head (0 = the paper's pure Dice; the IoU
         predictions, i.e. the predictor's scores, are then untrained).
     train_encoder: None = the encoder's default (trained for small encoders, frozen for vit_*).
+    init: a synthfm checkpoint whose weights start the run (same encoder; a fully convolutional
+        model may change its input size, e.g. a 128 px run continued at 256 px).
+    mask_fraction: share of prompt sets that also get a previous-mask input (a perturbed target)
+        with corrective clicks (``synthfm.training_prompts``); only models that read mask inputs
+        from the batch (click_unet) use it.
+    zoom_fraction: share of images replaced by a square crop around one target that fills 30-95 %
+        of the crop side (scale robustness).
     checkpoint_every: steps between checkpoints (0 = only at the end of each epoch).
     amp: bf16 autocast; None = on for CUDA, off otherwise.
     """
 
     recipe: str = "synthfm"
     encoder: str = "tiny_cnn"
+    init: str | None = None
     sam_checkpoint: str | None = None
     train_encoder: bool | None = None
     size: int | None = None
@@ -70,6 +78,8 @@ class TrainConfig:
     max_neg: int = 3
     box_fraction: float = 0.0
     box_jitter: float = 0.1
+    mask_fraction: float = 0.0
+    zoom_fraction: float = 0.0
     multimask: bool = False
     iou_loss_weight: float = 0.0
     bce_weight: float = 0.0
@@ -158,6 +168,9 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
         raise UserError(f"--weight-decay must be >= 0, got {c.weight_decay!r}")
     if not 0.0 <= c.box_fraction <= 1.0:
         raise UserError(f"--box-fraction must be in [0, 1], got {c.box_fraction!r}")
+    for name in ("mask_fraction", "zoom_fraction"):
+        if not 0.0 <= getattr(c, name) <= 1.0:
+            raise UserError(f"--{_flag(name)} must be in [0, 1], got {getattr(c, name)!r}")
     if not (math.isfinite(c.box_jitter) and c.box_jitter >= 0):
         raise UserError(f"--box-jitter must be >= 0, got {c.box_jitter!r}")
     if not (math.isfinite(c.bce_weight) and c.bce_weight >= 0):
@@ -172,6 +185,8 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
             raise UserError(f"--{_flag(name)} must be a multiple of 16 and at least 64, got {value!r}")
     if not isinstance(c.seed, int) or c.seed < 0:
         raise UserError(f"--seed must be an integer >= 0, got {c.seed!r}")
+    if c.init is not None and not Path(c.init).is_file():
+        raise UserError(f"--init checkpoint not found: {c.init}")
     if known_encoders is not None and c.encoder not in known_encoders:
         raise UserError(f"unknown encoder {c.encoder!r}; known encoders: {', '.join(known_encoders)}")
     _validate_encoder_policy(c)

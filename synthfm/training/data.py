@@ -22,6 +22,7 @@ import torch
 from synthfm.prompts import mask_to_box, simulate_clicks
 from synthfm.synth.batch import PromptedBatch
 from synthfm.synth.sample import Sample
+from synthfm.training.prompt_augment import corrective_clicks, mask_logits, perturbed_mask, zoom_on_target
 from synthfm.training.config import TrainConfig
 
 # PromptPolicy takes its defaults from TrainConfig, so the two cannot disagree.
@@ -38,6 +39,8 @@ class PromptPolicy:
     max_neg: int = _TRAIN_DEFAULTS["max_neg"]
     box_fraction: float = _TRAIN_DEFAULTS["box_fraction"]
     box_jitter: float = _TRAIN_DEFAULTS["box_jitter"]
+    mask_fraction: float = _TRAIN_DEFAULTS["mask_fraction"]
+    zoom_fraction: float = _TRAIN_DEFAULTS["zoom_fraction"]
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> "PromptPolicy":
@@ -58,6 +61,8 @@ class TrainItem:
     point_coords: (K, N, 2) float32 (x, y) model-input pixels; point_labels: (K, N) int64
     1/0/-1 (padding).  boxes: (K, 4) float32 (x0, y0, x1, y1); is_box: (K,) bool, True where the
     prompt set is the box alone.  n_clicks: (K,) int64 real clicks per set (0 for boxes).
+    mask_inputs: (K, 1, S/4, S/4) float32 previous-mask logits (a perturbed target, as a previous
+    prediction or a neighbouring slice looks); has_mask: (K,) bool, True where that input is given.
     """
 
     index: int
@@ -69,13 +74,16 @@ class TrainItem:
     boxes: torch.Tensor
     is_box: torch.Tensor
     n_clicks: torch.Tensor
+    mask_inputs: torch.Tensor
+    has_mask: torch.Tensor
 
     def pin_memory(self) -> "TrainItem":
         """Page-locked copy (DataLoader(pin_memory=True) calls this in its pinning thread)."""
         if self.skip:
             return self
         fields = [t.pin_memory() for t in (self.image, self.masks, self.point_coords, self.point_labels,
-                                            self.boxes, self.is_box, self.n_clicks)]
+                                            self.boxes, self.is_box, self.n_clicks, self.mask_inputs,
+                                            self.has_mask)]
         return TrainItem(self.index, self.skip, *fields)
 
 
@@ -91,6 +99,25 @@ def resize_sample(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     labels = cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
     return image.astype(np.float32), labels
+
+
+def _resize_pair(image: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    if image.shape[0] == size and image.shape[1] == size:
+        return image.astype(np.float32, copy=False), labels
+    shrink = size < image.shape[0]
+    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return image.astype(np.float32), cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def _present_targets(sample: Sample, labels: np.ndarray) -> list[tuple[int, ...]]:
+    """Valid targets of ``sample`` that cover at least 16 pixels of the (cropped) ``labels``."""
+    counts = np.bincount(labels.ravel())
+    out = []
+    for k in sample.valid_targets:
+        ids = [i for i in sample.targets[k].label_ids if 0 < i < counts.size]
+        if ids and counts[ids].sum() >= 16:
+            out.append(tuple(sample.targets[k].label_ids))
+    return out
 
 
 def usable_targets(sample: Sample, labels: np.ndarray) -> list[tuple[int, ...]]:
@@ -138,11 +165,16 @@ class PromptedItemTransform:
 
     def __call__(self, index: int, sample: Sample) -> TrainItem:
         s, pol = self.image_size, self.policy
-        image, labels = resize_sample(sample, s)
-        targets = usable_targets(sample, labels)
+        rng = np.random.default_rng([self.seed, int(index), PROMPT_RNG_STREAM])
+        if pol.zoom_fraction > 0 and rng.random() < pol.zoom_fraction:
+            image, labels = zoom_on_target(sample, rng)
+            image, labels = _resize_pair(image, labels, s)
+            targets = [tuple(ids) for ids in _present_targets(sample, labels)]
+        else:
+            image, labels = resize_sample(sample, s)
+            targets = usable_targets(sample, labels)
         if not targets:
             return _skipped(index)
-        rng = np.random.default_rng([self.seed, int(index), PROMPT_RNG_STREAM])
         order = _target_order(rng, len(targets), pol.prompts_per_image)
         k = pol.prompts_per_image
         masks = np.zeros((k, s, s), np.uint8)
@@ -151,10 +183,21 @@ class PromptedItemTransform:
         boxes = np.zeros((k, 4), np.float32)
         is_box = np.zeros((k,), bool)
         n_clicks = np.zeros((k,), np.int64)
+        low = max(1, s // 4)
+        mask_inputs = np.zeros((k, 1, low, low), np.float32)
+        has_mask = np.zeros((k,), bool)
         masks_of: dict[int, np.ndarray] = {}
         for j, t in enumerate(order):
             mask = masks_of.setdefault(int(t), target_mask(labels, targets[t]))
             masks[j] = mask
+            if pol.mask_fraction > 0 and rng.random() < pol.mask_fraction:
+                has_mask[j] = True
+                previous = perturbed_mask(mask, low, rng)
+                mask_inputs[j, 0] = mask_logits(previous)
+                clicks = corrective_clicks(mask, previous, pol.max_pos, pol.max_neg, rng)
+                coords[j], point_labels[j] = pad_clicks(clicks.coords, clicks.labels, pol.max_points)
+                n_clicks[j] = len(clicks)
+                continue
             if pol.box_fraction > 0 and rng.random() < pol.box_fraction:
                 is_box[j] = True
                 boxes[j] = mask_to_box(mask, rng, pol.box_jitter)
@@ -174,6 +217,8 @@ class PromptedItemTransform:
             boxes=torch.from_numpy(boxes),
             is_box=torch.from_numpy(is_box),
             n_clicks=torch.from_numpy(n_clicks),
+            mask_inputs=torch.from_numpy(mask_inputs),
+            has_mask=torch.from_numpy(has_mask),
         )
 
 
@@ -185,7 +230,7 @@ def _target_order(rng: np.random.Generator, n_targets: int, k: int) -> np.ndarra
 
 def _skipped(index: int) -> TrainItem:
     empty = torch.zeros(0)
-    return TrainItem(int(index), True, empty, empty, empty, empty, empty, empty, empty)
+    return TrainItem(int(index), True, empty, empty, empty, empty, empty, empty, empty, empty, empty)
 
 
 @dataclass
@@ -194,7 +239,8 @@ class TrainBatch(PromptedBatch):
     :class:`~synthfm.synth.batch.PromptedBatch` layout).
 
     images: (B, 1, S, S) float32 0..255 grey (SynthFM.encode repeats it to 3 channels).  masks: (M, S, S) uint8 {0,1}.  point_coords (M, N, 2),
-    point_labels (M, N), boxes (M, 4), is_box (M,), n_clicks (M,).  indices: stream indices.
+    point_labels (M, N), boxes (M, 4), is_box (M,), n_clicks (M,), mask_inputs (M, 1, S/4, S/4),
+    has_mask (M,).  indices: stream indices.
     Row m belongs to image m // K.
     """
 
@@ -209,6 +255,8 @@ class TrainBatch(PromptedBatch):
         return TrainBatch(
             self.indices, mv(self.images), mv(self.masks), mv(self.point_coords), mv(self.point_labels),
             mv(self.boxes), mv(self.is_box), mv(self.n_clicks),
+            None if self.mask_inputs is None else mv(self.mask_inputs),
+            None if self.has_mask is None else mv(self.has_mask),
         )
 
 
@@ -226,6 +274,8 @@ def collate_items(items: list[TrainItem]) -> TrainBatch:
         boxes=torch.cat([it.boxes for it in items]),
         is_box=torch.cat([it.is_box for it in items]),
         n_clicks=torch.cat([it.n_clicks for it in items]),
+        mask_inputs=torch.cat([it.mask_inputs for it in items]),
+        has_mask=torch.cat([it.has_mask for it in items]),
     )
 
 

@@ -87,7 +87,27 @@ def build_training_model(config: TrainConfig):
     frozen = None if config.train_encoder is None else not config.train_encoder
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return init_model(config.encoder, config.size, sam_checkpoint=config.sam_checkpoint, freeze_encoder=frozen)
+        model = init_model(config.encoder, config.size, sam_checkpoint=config.sam_checkpoint, freeze_encoder=frozen)
+    if config.init is not None:
+        _load_init(model, config)
+    return model
+
+
+def _load_init(model, config: TrainConfig) -> None:
+    """Copy the weights of checkpoint ``config.init`` into ``model`` (strict; UserError on mismatch)."""
+    from synthfm.weights.checkpoint import load_checkpoint, read_metadata
+
+    path = Path(config.init)
+    if not path.is_file():
+        raise UserError(f"--init checkpoint not found: {path}")
+    meta = read_metadata(path)
+    if meta["encoder"] != config.encoder:
+        raise UserError(f"--init {path} is a {meta['encoder']} model, this run trains {config.encoder}")
+    source, _ = load_checkpoint(path, sam_checkpoint=config.sam_checkpoint)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"--init {path} does not fit this run's model: {str(exc).splitlines()[0][:200]}") from None
 
 
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -129,6 +149,8 @@ def compute_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool = Fals
     """
     encode = encode or model.encode
     decode = decode or model.decode
+    if hasattr(model, "forward_all"):
+        return _early_fusion_loss(model, batch, config, amp, encode)
     size = model.image_size
     k = batch.prompts_per_image
     device_type = batch.images.device.type
@@ -156,6 +178,40 @@ def compute_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool = Fals
     total = mask_loss
     if iou_terms:
         total = mask_loss + config.iou_loss_weight * torch.stack(iou_terms).sum() / batch.masks.shape[0]
+    return total, mask_loss.detach()
+
+
+def _early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, encode) -> tuple[torch.Tensor, torch.Tensor]:
+    """compute_loss for whole-model families (ClickUNet): every prompt set in one pass.
+
+    Each set gets all ``num_masks`` candidates; the mask loss is the minimum over candidates of
+    Dice + ``bce_weight`` x BCE (so one click may keep several readings), and the IoU head learns
+    each candidate's true IoU (MSE, weight ``iou_loss_weight``).
+    """
+    k = batch.prompts_per_image
+    size = batch.images.shape[-1]
+    with torch.autocast(batch.images.device.type, dtype=torch.bfloat16, enabled=amp):
+        emb = encode(batch.images)
+        if k > 1:
+            emb = emb.repeat_interleave(k, dim=0)
+        boxes = torch.where(batch.is_box[:, None], batch.boxes, torch.zeros_like(batch.boxes))
+        logits, iou = model.forward_all(emb, batch.point_coords, batch.point_labels, boxes=boxes,
+                                        mask_inputs=batch.mask_inputs, mask_given=batch.has_mask)  # None: no mask prompts
+    full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
+    target = batch.masks[:, None]
+    per_mask = soft_dice_loss(full, target)
+    if config.bce_weight > 0:
+        per_mask = per_mask + config.bce_weight * bce_loss_per_item(full, target)
+    mask_loss = per_mask.min(dim=1).values.mean()
+    total = mask_loss
+    if config.iou_loss_weight > 0:
+        with torch.no_grad():
+            pred = full > 0
+            tgt = target.bool()
+            inter = (pred & tgt).flatten(2).sum(-1).float()
+            union = (pred | tgt).flatten(2).sum(-1).float()
+            true_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        total = mask_loss + config.iou_loss_weight * F.mse_loss(iou.float(), true_iou)
     return total, mask_loss.detach()
 
 
@@ -363,7 +419,23 @@ class _Loop:
             "epochs_done": self.state.epochs_done,
             "wall_s": round(self.wall(), 3),
             "val": self.last_val,
+            "trained_outputs": trained_outputs(self.config),
         }
+
+
+def trained_outputs(config: TrainConfig) -> dict[str, bool]:
+    """Which model outputs a run with ``config`` trains (stored in every checkpoint it writes).
+
+    multimask: several candidate masks per click with a min-over-masks loss (click_unet always;
+    SynthFM with ``--multimask``); iou_scores: the IoU head, i.e. the predictor's scores;
+    mask_input: previous-mask prompts (``--mask-fraction``, read only by click_unet).
+    """
+    early = config.encoder == "click_unet"
+    return {
+        "multimask": early or bool(config.multimask),
+        "iou_scores": config.iou_loss_weight > 0,
+        "mask_input": early and config.mask_fraction > 0,
+    }
 
 
 def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: DistContext,

@@ -227,16 +227,21 @@ def load_checkpoint(
 
     if external:
         encoder_state = _external_encoder_state(p, meta, sam_checkpoint)
+    elif ENCODERS[encoder].whole_model:
+        encoder_state = None
     else:
         encoder_state = sub_state_dict(tensors, ENCODER_PREFIX)
-    model = build_model(
-        encoder,
-        image_size=image_size,
-        freeze_encoder=bool(meta.get("encoder_frozen", external)),
-        encoder_state_dict=encoder_state,
-    )
-    model.prompt_encoder.load_state_dict(sub_state_dict(tensors, "prompt_encoder."), strict=True)
-    model.mask_decoder.load_state_dict(sub_state_dict(tensors, "mask_decoder."), strict=True)
+    if ENCODERS[encoder].whole_model:
+        model = build_model(encoder, image_size=image_size, freeze_encoder=False, encoder_state_dict=tensors)
+    else:
+        model = build_model(
+            encoder,
+            image_size=image_size,
+            freeze_encoder=bool(meta.get("encoder_frozen", external)),
+            encoder_state_dict=encoder_state,
+        )
+        model.prompt_encoder.load_state_dict(sub_state_dict(tensors, "prompt_encoder."), strict=True)
+        model.mask_decoder.load_state_dict(sub_state_dict(tensors, "mask_decoder."), strict=True)
     for name in ("pixel_mean", "pixel_std"):
         values = meta.get(name)
         if values is not None:

@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Synthetic-validation Dice of checkpoints on one fixed set, whatever their input size.
+
+The set is the training run's validation set (seed stream ``seed + 10**6``, see
+``synthfm.training.validation``) generated at ``--size`` (default 256).  A model with another input size S
+gets the images resized to S and the clicks scaled; its logits are upsampled back, so every model
+is scored on the same pixels.  Prints a table, writes JSON.
+
+    python benchmarks/eval_synth_val.py runs/a/last.safetensors runs/b/last.safetensors --json out.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def score(model, vset, batch_size: int = 8) -> dict[str, float]:
+    """Mean hard Dice per (p, n) setting and overall (``mean``) of ``model`` on ``vset``."""
+    from synthfm.training.losses import hard_dice
+    from synthfm.training.validation import setting_key
+
+    size = vset.images.shape[-1]
+    s = model.image_size
+    scale = s / size
+    sums = {k: 0.0 for k in vset.settings}
+    for start in range(0, len(vset), batch_size):
+        sl = slice(start, start + batch_size)
+        images = vset.images[sl][:, None]
+        if s != size:
+            images = F.interpolate(images, size=(s, s), mode="area" if s < size else "bilinear")
+        emb = model.encode(images)
+        for setting in vset.settings:
+            coords, labels = vset.clicks[setting]
+            logits, _ = model.decode(emb, point_coords=coords[sl] * scale, point_labels=labels[sl])
+            full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
+            sums[setting] += float(hard_dice(full[:, 0], vset.masks[sl]).sum())
+    out = {setting_key(k): v / len(vset) for k, v in sums.items()}
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--size", default=256, show_default=True, help="Side the validation images are generated at.")
+@click.option("--images", default=64, show_default=True, help="Validation images.")
+@click.option("--seed", default=0, show_default=True, help="Run seed whose validation stream is used.")
+@click.option("--recipe", default="synthfm", show_default=True)
+@click.option("--threads", default=1, show_default=True)
+@click.option("--json", "json_path", default=None, help="Write the results here.")
+def main(checkpoints, size, images, seed, recipe, threads, json_path):
+    from synthfm.weights.checkpoint import load_checkpoint
+    from synthfm.synth.recipe import load_recipe
+    from synthfm.training.validation import build_validation_set
+
+    torch.set_num_threads(threads)
+    vset = build_validation_set(load_recipe(recipe), seed, images, size)
+    rows = []
+    for path in checkpoints:
+        model, meta = load_checkpoint(path)
+        t0 = time.perf_counter()
+        result = score(model.eval(), vset)
+        rows.append({"checkpoint": str(path), "encoder": meta["encoder"], "image_size": model.image_size,
+                     "images_seen": meta.get("images_seen"), "wall_s": meta.get("wall_s"),
+                     "eval_s": round(time.perf_counter() - t0, 2), **{k: round(v, 4) for k, v in result.items()}})
+    keys = [k for k in rows[0] if k.startswith("dice_")] + ["mean"]
+    print(f"{'checkpoint':60s} {'enc':10s} {'S':>4s} {'images':>8s} {'train_s':>8s} " + " ".join(f"{k:>9s}" for k in keys))
+    for r in rows:
+        print(f"{r['checkpoint'][-60:]:60s} {r['encoder']:10s} {r['image_size']:4d} {str(r['images_seen']):>8s} "
+              f"{str(r['wall_s']):>8s} " + " ".join(f"{r[k]:9.4f}" for k in keys))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"size": size, "images": images, "seed": seed, "recipe": recipe,
+                                               "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
