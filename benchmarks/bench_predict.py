@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=5, help="set_image repetitions")
     ap.add_argument("--clicks", type=int, default=50, help="click repetitions")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--focus", choices=("model", "on", "off"), default="model",
+                    help="the focus step: as the checkpoint says (default), or forced on / off")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     if args.model is None and args.encoder is None:
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
 
     predictor, source = _build(args)
+    if args.focus != "model":
+        predictor.focus = args.focus == "on"
     image, image_desc = _load_image(args.image)
     h, w = image.shape[:2]
     set_times = _times(lambda: predictor.set_image(image), args.reps)
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "image": image_desc,
         "image_shape": list(image.shape),
         "threads": args.threads,
+        "focus": bool(predictor.focus),
         "set_image_s_median": med(set_times),
         "set_image_s_max": max(set_times),
         "click_ms_median": 1e3 * med(click_times),

@@ -145,3 +145,43 @@ def test_predictor_api_with_click_unet():
     assert np.array_equal(back, masks)
     focused, _, _ = predictor.predict(np.array([[60.0, 40.0]]), np.array([1]), focus=True)
     assert focused.shape == masks.shape
+
+
+def test_click_preset_run_resumes_exactly_and_records_trained_outputs(tmp_path, one_torch_thread):
+    from safetensors.torch import load_file
+
+    from synthfm.training.config import preset_config, validate_config
+    from synthfm.training.loop import resume_config, train
+    from synthfm.weights.checkpoint import read_metadata
+
+    validate_config(preset_config("click"))
+
+    def cfg(out):
+        return preset_config("click", out=str(out), size=64, gen_size=96, epochs=1, images_per_epoch=8,
+                             batch_size=2, prompts_per_image=2, val_images=2, workers=0, checkpoint_every=0,
+                             warmup_steps=1, seed=3)
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(cfg(a), progress=False)
+    train(cfg(b), stop_after_steps=2, progress=False)
+    train(resume_config(b), resume=True, progress=False)
+    ta, tb = load_file(str(a / "last.safetensors")), load_file(str(b / "last.safetensors"))
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    meta = read_metadata(a / "best.safetensors")
+    assert meta["encoder"] == "click_unet"
+    assert meta["trained_outputs"] == {"multimask": True, "iou_scores": True, "mask_input": True}
+
+
+def test_init_needs_the_same_architecture(tmp_path, one_torch_thread):
+    from synthfm.errors import UserError
+    from synthfm.training.config import preset_config
+    from synthfm.training.loop import build_training_model
+    from synthfm.weights.checkpoint import save_checkpoint
+    from synthfm.modeling import build_model
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, build_model("click_unet", image_size=64))
+    model = build_training_model(preset_config("click", size=128, init=str(path)))  # other size: fine
+    assert model.image_size == 128
+    with pytest.raises(UserError, match="click_unet model"):
+        build_training_model(preset_config("small", init=str(path)))
