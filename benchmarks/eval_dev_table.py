@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Dev table: synthfm checkpoints (focus step on / off) against the best classical click method.
+
+    python benchmarks/eval_dev_table.py CKPT [CKPT ...] --data ../shared/data --json out.json [--focus both]
+
+Runs ``evaluate.py``'s protocol (seed 0, settings (1,0) (3,0) (1,2) (3,2), objects >= 0.1 % of the
+image, pseudo-label sets left out) through ``PredictorMethod`` and prints, per modality and
+setting, the mean DSC and its margin over ``CLASSICAL_BEST``: the best of random walker, GrabCut
+and flood fill per cell, measured with ``python evaluate.py --data ../shared/data --method
+random_walker --method grabcut --method flood_fill`` (README Results).  ``--limit`` caps objects
+per dataset for quick looks; tables quoted in the README use all objects.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+SETTINGS = ("1,0", "3,0", "1,2", "3,2")
+CLASSICAL_BEST = {
+    "CT": {"1,0": 0.693, "3,0": 0.733, "1,2": 0.660, "3,2": 0.794},
+    "MRI": {"1,0": 0.607, "3,0": 0.576, "1,2": 0.636, "3,2": 0.704},
+    "US": {"1,0": 0.484, "3,0": 0.660, "1,2": 0.461, "3,2": 0.713},
+    "XR": {"1,0": 0.470, "3,0": 0.584, "1,2": 0.443, "3,2": 0.648},
+    "ENDO": {"1,0": 0.456, "3,0": 0.573, "1,2": 0.476, "3,2": 0.567},
+    "MICRO": {"1,0": 0.763, "3,0": 0.796, "1,2": 0.760, "3,2": 0.786},
+}
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--data", default="../shared/data", show_default=True)
+@click.option("--focus", type=click.Choice(["on", "off", "both", "model"]), default="both", show_default=True)
+@click.option("--limit", type=int, default=None, help="At most this many objects per dataset.")
+@click.option("--threads", default=2, show_default=True)
+@click.option("--json", "json_path", default=None)
+def main(checkpoints, data, focus, limit, threads, json_path):
+    from synthfm.evaluation.datasets import find_datasets
+    from synthfm.evaluation.methods import PredictorMethod
+    from synthfm.evaluation.protocol import EvalProtocol, evaluate
+    from synthfm.inference import Predictor
+
+    torch.set_num_threads(threads)
+    datasets, _ = find_datasets([Path(data)])
+    methods = []
+    for path in checkpoints:
+        modes = {"both": [True, False], "on": [True], "off": [False], "model": [None]}[focus]
+        for mode in modes:
+            predictor = Predictor.from_checkpoint(path)
+            if mode is not None:
+                predictor.focus = mode
+            label = Path(path).stem + ("+focus" if predictor.focus else "")
+            methods.append(PredictorMethod(label, predictor))
+    protocol = EvalProtocol(settings=((1, 0), (3, 0), (1, 2), (3, 2)), seed=0, min_area=0.001, nsd_tolerance=2.0,
+                            interactive=0, limit_objects=limit, include_pseudo=False)
+    start = time.perf_counter()
+    result = evaluate(datasets, methods, protocol, progress=False, warn=lambda m: None)
+    pooled: dict = {}
+    for r in result.rows:
+        pooled.setdefault((r.method, r.modality, r.prompt), []).append(r.dice)
+    table: dict = {}
+    for (method, modality, prompt), values in sorted(pooled.items()):
+        table.setdefault(method, {}).setdefault(modality, {})[prompt] = round(float(np.mean(values)), 4)
+    for method, mods in table.items():
+        print(f"{method}: mean DSC (margin over the best classical method)")
+        for modality in CLASSICAL_BEST:
+            if modality in mods:
+                cells = " ".join(f"{mods[modality][p]:.3f} ({mods[modality][p] - CLASSICAL_BEST[modality][p]:+.3f})"
+                                 for p in SETTINGS if p in mods[modality])
+                print(f"  {modality:6s} {cells}")
+    elapsed = time.perf_counter() - start
+    print(f"{len(result.rows)} rows in {elapsed:.0f} s")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"table": table, "classical_best": CLASSICAL_BEST, "limit": limit,
+                                               "seconds": round(elapsed, 1)}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
