@@ -53,3 +53,11 @@ def test_demo_without_a_model_is_one_clear_error(tmp_path, capsys):
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
+
+
+def test_default_data_folder_is_beside_the_repository(monkeypatch):
+    # ../shared/data relative to the repository root (a wrong parents[] index made the real-data
+    # demo test skip silently after the layout move)
+    monkeypatch.delenv("SYNTHFM_DATA", raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    assert default_data_folder() == repo.parent / "shared" / "data"

@@ -39,7 +39,7 @@ class DemoCase:
 def default_data_folder() -> Path:
     """``$SYNTHFM_DATA`` or ``../shared/data`` next to the repository."""
     env = os.environ.get("SYNTHFM_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def real_case(data: Path) -> DemoCase | None:
