@@ -68,6 +68,16 @@ def require_onnx() -> None:
         raise UserError(f"ONNX export needs {' and '.join(missing)}: pip install 'synthfm[onnx]'")
 
 
+def logits_to_original_graph(low_res: torch.Tensor, orig_im_size: torch.Tensor, s: int) -> torch.Tensor:
+    """SAM's post-processing in traceable ops: bilinear to S x S, crop the resized content, bilinear to (H, W)."""
+    up = F.interpolate(low_res, size=(s, s), mode="bilinear", align_corners=False)
+    size = orig_im_size.to(torch.float32)
+    resized = torch.floor(size * (s / torch.max(size)) + 0.5).to(torch.int64)
+    up = up[..., : resized[0], : resized[1]]
+    hw = orig_im_size.to(torch.int64)
+    return F.interpolate(up, size=(hw[0], hw[1]), mode="bilinear", align_corners=False)
+
+
 class DecoderGraph(nn.Module):
     """SynthFM's prompt encoder + mask decoder + post-processing in SAM's ONNX form (module docstring)."""
 
@@ -95,15 +105,6 @@ class DecoderGraph(nn.Module):
         has = has_mask_input.reshape(-1, 1, 1, 1)
         return has * pe.mask_downscaling(mask_input) + (1 - has) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
 
-    def _to_original(self, low_res: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
-        s = self.image_size
-        up = F.interpolate(low_res, size=(s, s), mode="bilinear", align_corners=False)
-        size = orig_im_size.to(torch.float32)
-        resized = torch.floor(size * (s / torch.max(size)) + 0.5).to(torch.int64)
-        up = up[..., : resized[0], : resized[1]]
-        hw = orig_im_size.to(torch.int64)
-        return F.interpolate(up, size=(hw[0], hw[1]), mode="bilinear", align_corners=False)
-
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
         sparse = self._embed_points(point_coords, point_labels)
         dense = self._embed_mask(mask_input, has_mask_input)
@@ -111,15 +112,15 @@ class DecoderGraph(nn.Module):
             self.mask_decoder, image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense,
             multimask_output=self.multimask,
         )
-        return self._to_original(low_res, orig_im_size), scores, low_res
+        return logits_to_original_graph(low_res, orig_im_size, self.image_size), scores, low_res
 
 
 class EncoderGraph(nn.Module):
     """Normalisation + padding mask + image encoder: (1,3,S,S) 0..255 and (h, w) -> embeddings."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, image_encoder: nn.Module | None = None) -> None:
         super().__init__()
-        self.image_encoder = model.image_encoder
+        self.image_encoder = model.image_encoder if image_encoder is None else image_encoder
         self.image_size = int(model.image_size)
         self.register_buffer("pixel_mean", model.pixel_mean.detach().clone().view(1, 3, 1, 1))
         self.register_buffer("pixel_std", model.pixel_std.detach().clone().view(1, 3, 1, 1))
@@ -297,9 +298,9 @@ def _decoder_graph(model, multimask: bool) -> nn.Module:
 
 def _encoder_graph(model) -> nn.Module:
     if _is_click_unet(model):
-        from synthfm.inference.onnx_click_unet import ClickUNetEncoderGraph
+        from synthfm.inference.onnx_click_unet import ClickUNetStem
 
-        return ClickUNetEncoderGraph(model)
+        return EncoderGraph(model, image_encoder=ClickUNetStem(model))
     return EncoderGraph(model)
 
 
