@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Synthetic-validation Dice of checkpoints on one fixed set, whatever their input size.
 
-The set is the training run's validation set (seed stream ``seed + 10**6``, see
+Scoring is the trainer's (``evaluate_validation``).  The set is the training run's validation set (seed stream ``seed + 10**6``, see
 ``synthfm.training.validation``) generated at ``--size`` (default 256).  A model with another input size S
 gets the images resized to S and the clicks scaled; its logits are upsampled back, so every model
 is scored on the same pixels.  Prints a table, writes JSON.
@@ -17,35 +17,7 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
-import torch.nn.functional as F
-
-
-@torch.no_grad()
-def score(model, vset, batch_size: int = 8) -> dict[str, float]:
-    """Mean hard Dice per (p, n) setting and overall (``mean``) of ``model`` on ``vset``."""
-    from synthfm.training.losses import hard_dice
-    from synthfm.training.validation import setting_key
-
-    size = vset.images.shape[-1]
-    s = model.image_size
-    scale = s / size
-    sums = {k: 0.0 for k in vset.settings}
-    for start in range(0, len(vset), batch_size):
-        sl = slice(start, start + batch_size)
-        images = vset.images[sl][:, None]
-        if s != size:
-            images = F.interpolate(images, size=(s, s), mode="area" if s < size else "bilinear")
-        emb = model.encode(images)
-        for setting in vset.settings:
-            coords, labels = vset.clicks[setting]
-            logits, _ = model.decode(emb, point_coords=coords[sl] * scale, point_labels=labels[sl])
-            full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
-            sums[setting] += float(hard_dice(full[:, 0], vset.masks[sl]).sum())
-    out = {setting_key(k): v / len(vset) for k, v in sums.items()}
-    out["mean"] = float(np.mean(list(out.values())))
-    return out
 
 
 @click.command()
@@ -59,7 +31,7 @@ def score(model, vset, batch_size: int = 8) -> dict[str, float]:
 def main(checkpoints, size, images, seed, recipe, threads, json_path):
     from synthfm.weights.checkpoint import load_checkpoint
     from synthfm.synth.recipe import load_recipe
-    from synthfm.training.validation import build_validation_set
+    from synthfm.training.validation import build_validation_set, evaluate_validation
 
     torch.set_num_threads(threads)
     vset = build_validation_set(load_recipe(recipe), seed, images, size)
@@ -67,7 +39,7 @@ def main(checkpoints, size, images, seed, recipe, threads, json_path):
     for path in checkpoints:
         model, meta = load_checkpoint(path)
         t0 = time.perf_counter()
-        result = score(model.eval(), vset)
+        result = evaluate_validation(model, vset)
         rows.append({"checkpoint": str(path), "encoder": meta["encoder"], "image_size": model.image_size,
                      "images_seen": meta.get("images_seen"), "wall_s": meta.get("wall_s"),
                      "eval_s": round(time.perf_counter() - t0, 2), **{k: round(v, 4) for k, v in result.items()}})

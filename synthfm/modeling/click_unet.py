@@ -31,9 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from synthfm.modeling.small_encoders import AttentionBlock, ChannelLayerNorm, ConvNeXtBlock, _init_weights
+from synthfm.modeling.synthfm_model import SAM_PIXEL_MEAN, SAM_PIXEL_STD, _zero_padding
 
-SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
-SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 PROMPT_CHANNELS = 5  # positive clicks, negative clicks, box, previous-mask probability, mask-given flag
 
 
@@ -238,7 +237,7 @@ class ClickUNet(nn.Module):
 
         Arguments as :meth:`decode`; ``mask_given`` (B,) bool marks the rows whose mask input is real.
         """
-        w0, w1 = self.widths[0], self.widths[1]
+        w0 = self.widths[0]
         if embeddings.ndim != 4 or embeddings.shape[1] != self.embedding_channels:
             raise ValueError(f"embeddings must be (B, {self.embedding_channels}, H, W), got {tuple(embeddings.shape)}")
         if (point_coords is None) != (point_labels is None):
@@ -266,18 +265,6 @@ class ClickUNet(nn.Module):
         feats = torch.cat([x16.mean(dim=(2, 3)), pooled.flatten(1)], dim=1)
         iou = torch.sigmoid(self.iou_head(feats))
         return logits, iou
-
-
-def _zero_padding(x: torch.Tensor, valid_hw) -> torch.Tensor:
-    if isinstance(valid_hw[0], (int,)) or (hasattr(valid_hw[0], "__int__") and not isinstance(valid_hw[0], (tuple, list))):
-        pairs = [tuple(int(v) for v in valid_hw)] * x.shape[0]
-    else:
-        pairs = [tuple(int(v) for v in hw) for hw in valid_hw]
-    out = x.clone()
-    for i, (h, w) in enumerate(pairs):
-        out[i, :, h:, :] = 0
-        out[i, :, :, w:] = 0
-    return out
 
 
 def build_click_unet(image_size: int = 256) -> ClickUNet:

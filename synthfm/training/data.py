@@ -92,16 +92,11 @@ def resize_sample(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     Bilinear (area when shrinking) for the image, nearest for the label map; a no-op at equal size.
     """
-    image, labels = sample.image, sample.labels
-    if image.shape[0] == size and image.shape[1] == size:
-        return image, labels
-    shrink = size < image.shape[0]
-    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    labels = cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST)
-    return image.astype(np.float32), labels
+    return resize_pair(sample.image, sample.labels, size)
 
 
-def _resize_pair(image: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def resize_pair(image: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32, labels) of a square (image, label map) pair resized to ``size`` (see resize_sample)."""
     if image.shape[0] == size and image.shape[1] == size:
         return image.astype(np.float32, copy=False), labels
     shrink = size < image.shape[0]
@@ -168,7 +163,7 @@ class PromptedItemTransform:
         rng = np.random.default_rng([self.seed, int(index), PROMPT_RNG_STREAM])
         if pol.zoom_fraction > 0 and rng.random() < pol.zoom_fraction:
             image, labels = zoom_on_target(sample, rng)
-            image, labels = _resize_pair(image, labels, s)
+            image, labels = resize_pair(image, labels, s)
             targets = [tuple(ids) for ids in _present_targets(sample, labels)]
         else:
             image, labels = resize_sample(sample, s)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from synthfm.training.config import TrainConfig
 from synthfm.training.data import TrainBatch
-from synthfm.training.losses import bce_loss_per_item, soft_dice_loss
+from synthfm.training.losses import bce_loss_per_item, iou_prediction_loss, soft_dice_loss
 
 
 def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, encode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,13 +37,7 @@ def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, 
     mask_loss = per_mask.min(dim=1).values.mean()
     total = mask_loss
     if config.iou_loss_weight > 0:
-        with torch.no_grad():
-            pred = full > 0
-            tgt = target.bool()
-            inter = (pred & tgt).flatten(2).sum(-1).float()
-            union = (pred | tgt).flatten(2).sum(-1).float()
-            true_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-        total = mask_loss + config.iou_loss_weight * F.mse_loss(iou.float(), true_iou)
+        total = mask_loss + config.iou_loss_weight * iou_prediction_loss(iou, full, batch.masks)
     return total, mask_loss.detach()
 
 

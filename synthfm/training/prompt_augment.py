@@ -109,9 +109,9 @@ def corrective_clicks(mask: np.ndarray, prior: np.ndarray, max_pos: int, max_neg
     """Clicks for refining ``prior`` (side, side) towards ``mask`` (H, W) bool.
 
     Half of the time the user's clicks of the plain protocol (``simulate_clicks``), as when a
-    neighbouring slice's mask comes with a click; otherwise 1-2 clicks, each at the interior
-    point (distance-transform maximum) of the largest error region: positive in a missed part,
-    negative in a false part.  Never empty: falls back to one positive click.
+    neighbouring slice's mask comes with a click; otherwise 1-2 clicks, each at the error pixel
+    farthest inside its error region (distance-transform maximum over missed and false parts):
+    positive in a missed part, negative in a false part.  Never empty: falls back to one positive click.
     """
     if rng.random() < 0.5:
         n_pos = int(rng.integers(1, max_pos + 1))
@@ -120,28 +120,24 @@ def corrective_clicks(mask: np.ndarray, prior: np.ndarray, max_pos: int, max_neg
     h, w = mask.shape
     prior_full = cv2.resize(prior, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
     coords, labels = [], []
-    missed = (mask & ~prior_full).astype(np.uint8)
-    false = (~mask & prior_full).astype(np.uint8)
+    errors = {1: (mask & ~prior_full).astype(np.uint8), 0: (~mask & prior_full).astype(np.uint8)}  # missed, false
+    budget = {1: max_pos, 0: max_neg}
     for _ in range(int(rng.integers(1, 3))):
-        region_label = None
-        best = 0.0
-        for value, region in ((1, missed), (0, false)):
-            if (value == 1 and len([l for l in labels if l == 1]) >= max_pos) or (value == 0 and len([l for l in labels if l == 0]) >= max_neg):
-                continue
-            if not region.any():
+        best, pick = 0.0, None
+        for value, region in errors.items():
+            if budget[value] == 0 or not region.any():
                 continue
             dist = cv2.distanceTransform(np.pad(region, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
-            peak = float(dist.max())
-            if peak > best:
-                best, region_label = peak, (value, dist)
-        if region_label is None or best < 1.0:
+            if float(dist.max()) > best:
+                best, pick = float(dist.max()), (value, dist)
+        if pick is None or best < 1.0:
             break
-        value, dist = region_label
+        value, dist = pick
         y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
         coords.append((float(x), float(y)))
         labels.append(value)
-        target = missed if value == 1 else false
-        cv2.circle(target, (int(x), int(y)), max(2, int(best)), 0, -1)  # next click elsewhere
-    if not any(l == 1 for l in labels) and not labels:
+        budget[value] -= 1
+        cv2.circle(errors[value], (int(x), int(y)), max(2, int(best)), 0, -1)  # next click elsewhere
+    if not labels:
         return simulate_clicks(mask, 1, 0, rng)
     return Clicks(np.asarray(coords, np.float32).reshape(-1, 2), np.asarray(labels, np.int32))

@@ -142,6 +142,8 @@ def evaluate_validation(model, vset: ValidationSet, device: torch.device | str =
     """Mean hard Dice per setting (``dice_p_n``) and over settings (``mean``) of ``model`` on ``vset``.
 
     The model is put in eval mode for the evaluation and restored to its previous mode afterwards.
+    A model whose input size S differs from the set's gets the images resized to S and the clicks
+    scaled; its logits are upsampled to the set's size, so every model is scored on the same pixels.
     """
     if len(vset) == 0:
         return {}
@@ -149,17 +151,22 @@ def evaluate_validation(model, vset: ValidationSet, device: torch.device | str =
     was_training = model.training
     model.eval()
     size = vset.images.shape[-1]
+    model_size = int(model.image_size)
+    scale = model_size / size
     sums = {s: 0.0 for s in vset.settings}
     try:
         for start in range(0, len(vset), batch_size):
             sl = slice(start, start + batch_size)
             images = vset.images[sl].to(device)[:, None]
+            if model_size != size:
+                images = F.interpolate(images, size=(model_size, model_size),
+                                       mode="area" if model_size < size else "bilinear")
             target = vset.masks[sl].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 emb = model.encode(images)
                 for s in vset.settings:
                     coords, labels = vset.clicks[s]
-                    logits, _ = model.decode(emb, point_coords=coords[sl].to(device),
+                    logits, _ = model.decode(emb, point_coords=coords[sl].to(device) * scale,
                                              point_labels=labels[sl].to(device))
                     full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
                     sums[s] += float(hard_dice(full[:, 0], target).sum())
