@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--focus", choices=("model", "on", "off"), default="model",
                     help="the focus step: as the checkpoint says (default), or forced on / off")
+    ap.add_argument("--flip", choices=("model", "on", "off"), default="model",
+                    help="flip test-time augmentation: as the checkpoint says (default), or forced on / off")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     if args.model is None and args.encoder is None:
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
     predictor, source = _build(args)
     if args.focus != "model":
         predictor.focus = args.focus == "on"
+    if args.flip != "model":
+        predictor.flip_tta = args.flip == "on"
     image, image_desc = _load_image(args.image)
     h, w = image.shape[:2]
     set_times = _times(lambda: predictor.set_image(image), args.reps)
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         "image_shape": list(image.shape),
         "threads": args.threads,
         "focus": bool(predictor.focus),
+        "flip_tta": bool(predictor.flip_tta),
         "set_image_s_median": med(set_times),
         "set_image_s_max": max(set_times),
         "click_ms_median": 1e3 * med(click_times),

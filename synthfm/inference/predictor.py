@@ -73,11 +73,12 @@ class Predictor:
     metadata when built with :meth:`from_checkpoint`.
     """
 
-    def __init__(self, model, device: str | torch.device = "cpu", focus: bool = False) -> None:
+    def __init__(self, model, device: str | torch.device = "cpu", focus: bool = False, flip_tta: bool = False) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.metadata: dict = {}
         self.focus = bool(focus)
+        self.flip_tta = bool(flip_tta)
         self.reset_image()
 
     @classmethod
@@ -89,15 +90,17 @@ class Predictor:
         shipped model), a synthfm checkpoint path, or ``"sam:vit_b"`` etc. with ``sam_checkpoint``.
 
         ``sam_checkpoint`` is also needed when a synthfm checkpoint references an official SAM encoder.
-        The checkpoint's ``inference`` metadata (e.g. ``{"focus": true}``, chosen when the model was
-        shipped) sets the predictor's defaults; change ``predictor.focus`` to override.
+        The checkpoint's ``inference`` metadata (e.g. ``{"focus": true, "flip_tta": false}``, chosen
+        when the model was shipped) sets the predictor's defaults; change ``predictor.focus`` or
+        ``predictor.flip_tta`` to override.
         """
         from synthfm.weights import load_model
 
         model, metadata = load_model(path_or_default, sam_checkpoint=sam_checkpoint, device=device, encoder=encoder)
         inference = metadata.get("inference") if isinstance(metadata, dict) else None
-        focus = bool(inference.get("focus", False)) if isinstance(inference, dict) else False
-        predictor = cls(model, model_device(model), focus=focus)
+        inference = inference if isinstance(inference, dict) else {}
+        predictor = cls(model, model_device(model), focus=bool(inference.get("focus", False)),
+                        flip_tta=bool(inference.get("flip_tta", False)))
         predictor.metadata = dict(metadata)
         return predictor
 
@@ -113,6 +116,7 @@ class Predictor:
     def reset_image(self) -> None:
         """Forget the current image and its embedding."""
         self._features: torch.Tensor | None = None
+        self._mirrored_features: torch.Tensor | None = None  # flip TTA's embedding, made on first use
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self.window: IntensityWindow | None = None
@@ -165,6 +169,7 @@ class Predictor:
             shape = tuple(emb.shape) if hasattr(emb, "shape") else type(emb).__name__
             raise ValueError(f"embedding must be a (1, C, {side}, {side}) tensor for this model, got {shape}")
         self._features = emb.to(self.device)
+        self._mirrored_features = None
         self.original_size = (int(state.original_size[0]), int(state.original_size[1]))
         self.input_size = (int(state.input_size[0]), int(state.input_size[1]))
         self.window = state.window
@@ -183,6 +188,7 @@ class Predictor:
         multimask_output: bool = False,
         return_logits: bool = False,
         focus: bool | None = None,
+        flip_tta: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for the given prompts on the current image.
 
@@ -194,6 +200,9 @@ class Predictor:
         of bool masks (threshold 0).  Clicks or a box outside the image raise UserError.
         focus (None = the predictor's ``focus`` attribute): for a single mask from clicks, re-run on
         a crop around the first prediction (:mod:`synthfm.inference.focus`) and return that result.
+        flip_tta (None = the predictor's ``flip_tta`` attribute): for a single mask without a mask
+        input, average with the left-right mirrored image's prediction (:mod:`synthfm.inference.flip_tta`);
+        the returned ``low_res_logits`` stay those of the plain pass (they are in its model frame).
         """
         if self._features is None:
             raise RuntimeError("call set_image(...) before predict(...)")
@@ -202,18 +211,11 @@ class Predictor:
         mask_t = self._mask_input(mask_input)
         if coords_t is None and box_t is None and mask_t is None:
             raise UserError("give at least one click, a box or a mask input")
-        with torch.inference_mode():
-            low_res, iou = self.model.decode(
-                self._features,
-                point_coords=coords_t,
-                point_labels=labels_t,
-                boxes=box_t,
-                mask_inputs=mask_t,
-                multimask_output=bool(multimask_output),
-            )
-        low_res_np = low_res[0].float().cpu().numpy()
-        scores = iou[0].float().cpu().numpy().astype(np.float32)
-        logits = logits_to_original(low_res_np, self.input_size, self.original_size, self.image_size)
+        low_res_np, scores, logits = self._decode(self._features, self.input_size, coords_t, labels_t, box_t,
+                                                  mask_t, multimask_output)
+        if (self.flip_tta if flip_tta is None else flip_tta) and logits.shape[0] == 1 and mask_t is None \
+                and self.image_uint8 is not None:
+            logits, scores = self._flip_tta(logits, scores, point_coords, point_labels, box)
         if (self.focus if focus is None else focus) and logits.shape[0] == 1 and box is None:
             from synthfm.inference.focus import focused_logits
 
@@ -223,6 +225,32 @@ class Predictor:
                 scores = np.asarray([refined[1]], np.float32)
         masks = logits if return_logits else logits > MASK_THRESHOLD
         return masks, scores, low_res_np.astype(np.float32, copy=False)
+
+    def _decode(self, features, input_size, coords_t, labels_t, box_t, mask_t, multimask_output):
+        """(low-res logits (C, S/4, S/4), scores (C,), full-frame logits (C, H, W)) for one prompt set."""
+        with torch.inference_mode():
+            low_res, iou = self.model.decode(
+                features, point_coords=coords_t, point_labels=labels_t, boxes=box_t, mask_inputs=mask_t,
+                multimask_output=bool(multimask_output),
+            )
+        low_res_np = low_res[0].float().cpu().numpy()
+        scores = iou[0].float().cpu().numpy().astype(np.float32)
+        logits = logits_to_original(low_res_np, input_size, self.original_size, self.image_size)
+        return low_res_np, scores, logits
+
+    def _flip_tta(self, logits, scores, point_coords, point_labels, box):
+        from synthfm.inference.flip_tta import average_with_mirror, mirror_box, mirror_image, mirror_points
+
+        width = self.original_size[1]
+        if self._mirrored_features is None:
+            tensor, hw = image_to_model_input(mirror_image(self.image_uint8), self.image_size)
+            with torch.inference_mode():
+                self._mirrored_features = self.model.encode(tensor.to(self.device), valid_hw=hw)
+        coords_t, labels_t = self._points_to_model(mirror_points(point_coords, width), point_labels)
+        box_t = self._box_to_model(mirror_box(box, width))
+        _, m_scores, m_logits = self._decode(self._mirrored_features, self.input_size, coords_t, labels_t, box_t,
+                                             None, False)
+        return average_with_mirror(logits, scores, m_logits, m_scores)
 
     # ------------------------------------------------------------------ prompt checks
     def _points_to_model(self, coords, labels) -> tuple[torch.Tensor | None, torch.Tensor | None]:
