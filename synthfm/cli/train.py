@@ -21,7 +21,7 @@ _CONFIG_OPTIONS = (
     "recipe", "encoder", "init", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
     "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
     "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "multimask", "iou_loss_weight", "bce_weight", "seed", "val_images", "checkpoint_every",
-    "log_every", "workers", "device", "amp", "compile", "out",
+    "log_every", "workers", "synth_device", "device", "amp", "compile", "out",
 )
 
 
@@ -74,6 +74,9 @@ _CONFIG_OPTIONS = (
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0 = epoch ends).")
 @click.option("--log-every", type=int, default=None, help="Steps between log.csv rows.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes generating images.")
+@click.option("--synth-device", default=None,
+              help="Where images are made: 'workers' (numpy engine in --workers processes; default) or the "
+                   "training device, e.g. cuda (torch engine, whole batches on the GPU; no zoomed crops).")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for CUDA).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the image encoder.")

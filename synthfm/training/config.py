@@ -61,6 +61,8 @@ class TrainConfig:
         of the crop side (scale robustness).
     checkpoint_every: steps between checkpoints (0 = only at the end of each epoch).
     amp: bf16 autocast; None = on for CUDA, off otherwise.
+    synth_device: ``workers`` = the numpy engine in ``workers`` DataLoader processes; a torch device
+        (``cuda``...) = the torch engine draws whole batches there (:mod:`synthfm.training.device_batches`).
     """
 
     recipe: str = "synthfm"
@@ -92,6 +94,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     workers: int = 2
+    synth_device: str = "workers"
     device: str = "auto"
     amp: bool | None = None
     compile: bool = False
@@ -173,6 +176,8 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
         value = getattr(c, name)
         if not isinstance(value, int) or value < 0:
             raise UserError(f"--{_flag(name)} must be an integer >= 0, got {value!r}")
+    if not isinstance(c.synth_device, str) or not c.synth_device:
+        raise UserError(f"--synth-device must be 'workers' or a torch device name, got {c.synth_device!r}")
     if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
         raise UserError(f"--lr must be a positive number, got {c.lr!r}")
     if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):

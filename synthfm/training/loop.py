@@ -224,6 +224,17 @@ def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: 
     return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
 
 
+def _batches(recipe, config: TrainConfig, image_size: int, start: int, dist: DistContext, device: torch.device):
+    """(iterator of (batch, next stream index), the DataLoader or None) for ``config.synth_device``."""
+    from synthfm.training.device_batches import WORKERS, device_batches
+
+    if config.synth_device != WORKERS:
+        return device_batches(recipe, config, image_size, device, start, dist.rank, dist.world_size), None
+    loader = make_loader(recipe, config, image_size, start, dist.rank, dist.world_size,
+                         pin_memory=device.type == "cuda")
+    return iterate_batches(loader, config.batch_size), loader
+
+
 def iterate_batches(loader, batch_size: int) -> Iterator[tuple[TrainBatch, int]]:
     """(batch, next stream index) pairs: B consecutive non-skipped items of the loader.
 
@@ -319,6 +330,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
 def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, resume: bool, overwrite: bool,
                      stop_after_steps: int | None, progress: bool) -> TrainResult:
+    from synthfm.training.device_batches import validate_device_synthesis
+
+    validate_device_synthesis(config, resolve_device(config.device, dist))  # before the run folder is touched
     error = None
     if dist.is_main:
         try:
@@ -442,9 +456,7 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
     loader = None
     try:
         if state.step < total and (stop_after_steps is None or state.step < stop_after_steps):
-            loader = make_loader(recipe, config, model.image_size, state.next_index[dist.rank], dist.rank,
-                                 dist.world_size, pin_memory=device.type == "cuda")
-            batches = iterate_batches(loader, config.batch_size)
+            batches, loader = _batches(recipe, config, model.image_size, state.next_index[dist.rank], dist, device)
             run.window_start = time.perf_counter()
             while state.step < total:
                 batch, next_index = next(batches)
