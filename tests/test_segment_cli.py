@@ -67,7 +67,7 @@ def test_volume_mask_keeps_geometry_and_fills_only_slice_k(files, tmp_path):
     out = tmp_path / "mask.nii.gz"
     result = CliRunner().invoke(cli, [
         "segment", str(files["nii"]), "--point", "20,15", "--slice", "3", "--window", "soft_tissue",
-        "--model", str(files["model"]), "--out", str(out), "--multimask",
+        "--model", str(files["model"]), "--out", str(out), "--multimask", "--allow-untrained",
     ])
     assert result.exit_code == 0, result.output
     assert "slice 3" in result.output and "soft_tissue" in result.output and "/3" in result.output
