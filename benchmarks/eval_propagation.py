@@ -93,7 +93,9 @@ def _run(args) -> int:
     }
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out is a file, not a folder: {args.out}")
-    predictor = Predictor.from_checkpoint(args.model, sam_checkpoint=args.sam_checkpoint, device=args.device)
+    # This study measures whether mask inputs (and scores) help, trained or not: use the raw outputs.
+    predictor = Predictor.from_checkpoint(args.model, sam_checkpoint=args.sam_checkpoint, device=args.device,
+                                          allow_untrained=True)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     ev = evaluate_volumes(args.data, predictor, variants, min_fraction=args.min_fraction,

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 DEFAULT_SETTINGS: tuple[tuple[int, int], ...] = ((1, 0), (3, 0), (1, 2), (3, 2))
 
@@ -79,6 +78,8 @@ def _exact_distance(binary: np.ndarray) -> np.ndarray:
     varies between calls on some inputs (float noise at ties, seen on a 22 x 17 mask), which made
     the "deepest pixel" click, and so evaluation, not reproducible for a fixed seed.
     """
+    from scipy import ndimage  # here, not at the top: importing scipy.ndimage costs ~0.3 s of every start-up
+
     return ndimage.distance_transform_edt(binary).astype(np.float32)
 
 

@@ -76,7 +76,6 @@ def test_round_trip_on_a_tiny_dataset(tmp_path, capsys):
         (["--data", "{tmp}/missing", "--method", "grabcut"], "does not exist"),
         (["--data", "{tmp}/empty", "--method", "grabcut"], "no dataset found"),
         (["--data", "{tmp}/data", "--method", "magic"], "unknown method"),
-        (["--data", "{tmp}/data"], "at least one --method"),
         (["--data", "{tmp}/data", "--method", "grabcut", "--prompt", "0,1"], "positive"),
         (["--data", "{tmp}/data", "--method", "grabcut", "--prompt", "abc"], "p,n"),
         (["--data", "{tmp}/data", "--method", "{tmp}/nope.safetensors"], "not found"),
@@ -112,3 +111,18 @@ def test_real_volume_dataset_smoke(tmp_path, capsys):
     with open(tmp_path / "o" / "per_object.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 and all(r["slice"] != "" for r in rows)
+
+
+def test_default_methods_and_the_synthfm_subcommands(tmp_path, capsys):
+    from synthfm.cli import cli
+    from synthfm.cli.support import run_click
+
+    write_png_dataset(tmp_path / "data" / "D", n_cases=1)
+    out = tmp_path / "out"
+    code = run_click(cli, ["evaluate", "--data", str(tmp_path / "data"), "--prompt", "1,0", "--limit-objects", "1",
+                           "--no-overlays", "--quiet", "--out", str(out)], prog_name="synthfm")
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["methods"]) == ["synthfm", "random_walker", "grabcut", "flood_fill"]
+    assert run_click(cli, ["train", "--help"], prog_name="synthfm") == 0
+    assert "--resume" in capsys.readouterr().out

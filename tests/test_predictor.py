@@ -187,7 +187,7 @@ def test_prompt_errors(predictor):
 
 def test_from_checkpoint_gives_the_same_predictions(model, tmp_path):
     path = tmp_path / "tiny.safetensors"
-    save_checkpoint(path, model, metadata={"note": "test"})
+    save_checkpoint(path, model, metadata={"note": "test", "trained_outputs": {"multimask": True, "iou_scores": True}})
     loaded = Predictor.from_checkpoint(path)
     assert loaded.metadata["note"] == "test" and loaded.image_size == S
     direct = Predictor(model)

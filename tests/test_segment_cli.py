@@ -58,8 +58,9 @@ def test_2d_png_mask_and_overlay(files, tmp_path):
     mask = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (60, 80) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
     pic = cv2.imread(str(overlay), cv2.IMREAD_UNCHANGED)
-    assert pic.shape == (60, 80, 3)
-    b, g, r = pic[30, 40]
+    f = 7  # 80 x 60 is enlarged by 7 to reach a 512 px longer side (synthfm.inference.overlays)
+    assert pic.shape[1] == 80 * f and pic.shape[0] > 60 * f  # + the legend
+    b, g, r = pic[30 * f + 3, 40 * f + 3]
     assert g > 150 and r < 100  # the positive click is drawn green at (40, 30)
 
 
@@ -67,7 +68,7 @@ def test_volume_mask_keeps_geometry_and_fills_only_slice_k(files, tmp_path):
     out = tmp_path / "mask.nii.gz"
     result = CliRunner().invoke(cli, [
         "segment", str(files["nii"]), "--point", "20,15", "--slice", "3", "--window", "soft_tissue",
-        "--model", str(files["model"]), "--out", str(out), "--multimask",
+        "--model", str(files["model"]), "--out", str(out), "--multimask", "--allow-untrained",
     ])
     assert result.exit_code == 0, result.output
     assert "slice 3" in result.output and "soft_tissue" in result.output and "/3" in result.output

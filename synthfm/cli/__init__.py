@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 # On small shared CPUs, OpenMP threads that spin while waiting make torch 5-20x slower under load
 # (measured in benchmarks/bench_encoders.py).  It must be set before torch is imported, so it is
@@ -18,7 +19,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from synthfm import __version__
-from synthfm.cli.support import exit_with
 
 # name -> ("module:attribute", one-line help); loaded lazily so `synthfm --help` does not import torch.
 _COMMANDS = {
@@ -26,6 +26,8 @@ _COMMANDS = {
     "segment": ("synthfm.cli.segment:segment", "Segment an image or volume slice from clicks."),
     "annotate": ("synthfm.cli.annotate:annotate", "Click to segment interactively in a window."),
     "export-onnx": ("synthfm.cli.export_onnx:export_onnx", "Export the model to ONNX."),
+    "train": ("synthfm.cli.train:train_command", "Train on synthetic images (same as python train.py)."),
+    "evaluate": ("synthfm.cli.evaluate:main", "Evaluate methods zero-shot on nnU-Net datasets (same as evaluate.py)."),
 }
 
 
@@ -52,6 +54,20 @@ def cli() -> None:
     """synthfm: promptable medical image segmentation trained on synthetic images only."""
 
 
+# Commands whose process may end with os._exit once they return: their outputs are written and closed
+# (atomically) by then, and they start no worker process or thread that needs a clean shutdown.
+# Skipping the interpreter's teardown of torch, torchvision and torch._dynamo saves ~1.3 s per call
+# (benchmarks/bench_startup.py).  The others (train, generate with DataLoader workers, annotate) exit normally.
+FAST_EXIT_COMMANDS = frozenset({"segment", "export-onnx"})
+
+
 def main() -> None:
-    exit_with(cli, prog_name="synthfm")
+    from synthfm.cli.support import run_click
+
+    code = run_click(cli, sys.argv[1:], prog_name="synthfm")
+    if len(sys.argv) > 1 and sys.argv[1] in FAST_EXIT_COMMANDS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 

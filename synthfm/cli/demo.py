@@ -3,8 +3,8 @@
 Picks a real image with ground truth from ``../shared/data`` (CT spleen, then the other 2D sets;
 ``--data`` or ``SYNTHFM_DATA`` point elsewhere), places one positive click where a user would (the
 object's interior point farthest from its boundary, as ``synthfm.prompts`` does), segments with the
-default model and writes ``<out>/overlay.png`` (prediction tinted, ground truth contour in red,
-click in green) and the Dice it reached.  Without the data folder it segments a generated synthetic
+default model and writes ``<out>/overlay.png`` (drawn like every synthfm overlay, with a legend:
+:mod:`synthfm.inference.overlays`) and the Dice it reached.  Without the data folder it segments a generated synthetic
 sample instead.  It also writes ``<out>/gallery.png``: samples of the default recipe, i.e. what the
 model was trained on.
 """
@@ -87,10 +87,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def run_demo(case: DemoCase, model: str, folder: Path, seed: int) -> dict:
     """Segment ``case`` from one click; write the overlay; return a summary dict."""
-    import cv2
-
-    from synthfm.io.atomic import atomic_output
-    from synthfm.inference.overlays import render_overlay
+    from synthfm.inference.overlays import render_overlay, write_overlay
     from synthfm.evaluation.metrics import dice
     from synthfm.inference.predictor import Predictor
     from synthfm.prompts import simulate_clicks
@@ -100,16 +97,15 @@ def run_demo(case: DemoCase, model: str, folder: Path, seed: int) -> dict:
     clicks = simulate_clicks(case.gt, 1, 0, np.random.default_rng(seed))
     masks, scores, _ = predictor.predict(clicks.coords, clicks.labels)
     pred = masks[0]
-    picture = render_overlay(predictor.image_uint8, pred, clicks.coords, clicks.labels, None)
-    contours, _ = cv2.findContours(case.gt.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(picture, contours, -1, (0, 0, 255), 1)
+    score = dice(case.gt, pred)
+    picture = render_overlay(predictor.image_uint8, pred, clicks.coords, clicks.labels, None, truth=case.gt,
+                             caption=f"{case.source}: one click, Dice {score:.3f}")
     overlay = folder / "overlay.png"
-    with atomic_output(overlay) as tmp:
-        cv2.imwrite(str(tmp), picture)
+    write_overlay(overlay, picture)
     return {
         "source": case.source,
         "click_xy": [float(v) for v in clicks.coords[0]],
-        "dice": float(dice(case.gt, pred)),
+        "dice": float(score),
         "overlay": str(overlay),
     }
 

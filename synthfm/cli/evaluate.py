@@ -42,11 +42,12 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         raise UserError(f"parent of the output folder does not exist: {parent}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
               help="A dataset folder (with dataset.json) or a parent folder of datasets; repeatable.")
 @click.option("--method", "methods", multiple=True,
-              help="random_walker, grabcut, flood_fill, sam, default, or a synthfm .safetensors checkpoint; repeatable.")
+              help="random_walker, grabcut, flood_fill, sam, default, or a synthfm .safetensors checkpoint; repeatable. "
+                   "Default: default (the shipped model) plus the classical baselines.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (must be empty unless --overwrite).")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs in a non-empty --out folder.")
 @click.option("--prompt", "prompts", multiple=True, metavar="P,N",
@@ -73,6 +74,10 @@ def main(data, methods, out, overwrite, prompts, interactive, seed, min_area, ns
     from synthfm.evaluation.protocol import EvalProtocol, evaluate
     from synthfm.evaluation.report import summary_markdown, write_report
 
+    if not methods:
+        from synthfm.evaluation.baselines import CLASSICAL_METHODS
+
+        methods = ("default", *CLASSICAL_METHODS)
     settings = _settings(prompts)
     _check_out_dir(out, overwrite)
     datasets, pseudo = find_datasets(list(data), include_pseudo=include_pseudo)

@@ -29,7 +29,10 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 @click.option("--window", default="auto", show_default=True,
               help="Intensity preset: auto, none, soft_tissue, lung, bone, brain, liver, mr, us, or LEVEL,WIDTH.")
 @model_options
-@click.option("--multimask", is_flag=True, help="Ask for SAM's 3 masks and keep the best-scoring one.")
+@click.option("--multimask", is_flag=True,
+              help="Ask for SAM's 3 masks and keep the best-scoring one (refused if the checkpoint did not train them).")
+@click.option("--allow-untrained", is_flag=True,
+              help="Use outputs the checkpoint did not train (--multimask, --stop-score) anyway; for experiments.")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
               help="Mask file: .png/.bmp/.tif for 2D input, .nii.gz/.nii/.nrrd/.mha (any input).")
 @click.option("--overlay", "overlay_path", type=click.Path(path_type=Path), default=None,
@@ -40,9 +43,11 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 @click.option("--stop-area", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
               help="--propagate stops where the mask is smaller than this fraction of slice K's mask.")
 @click.option("--stop-score", type=float, default=None,
-              help="--propagate also stops where the predicted IoU falls below this (off by default).")
+              help="--propagate also stops where the predicted IoU falls below this (off by default; needs a "
+                   "checkpoint that trained its IoU head).")
 def segment(input_path, points, negatives, box, slice_index, axis, window, model, encoder, sam_checkpoint,
-            multimask, device, out_path, overlay_path, overwrite, propagate, stop_area, stop_score) -> None:
+            multimask, allow_untrained, device, out_path, overlay_path, overwrite, propagate, stop_area,
+            stop_score) -> None:
     """Segment one object in INPUT from clicks (a 2D image, or slice --slice of a volume).
 
     INPUT: PNG/JPEG/TIFF/BMP, DICOM file or series folder, NIfTI, NRRD, MHA/MHD.  Clicks are in
@@ -58,6 +63,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     from synthfm.inference.predictor import Predictor
     from synthfm.prompts import check_prompts_inside
     from synthfm.weights import model_spec
+    from synthfm.weights.outputs import score_text
 
     if not points and box is None:
         raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
@@ -78,6 +84,8 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
             raise UserError("--overlay and --out must be different files")
         check_writable_output(overlay_path, overwrite=overwrite)
     model_source = model_spec(model, encoder, sam_checkpoint)
+    if not allow_untrained:
+        _check_trained_outputs(model_source, multimask, stop_score)
 
     loaded, image, slice_index, where = _load_input(input_path, slice_index, axis)
     if loaded.kind == "3d" and out_ext not in MASK_VOLUME_EXTENSIONS:
@@ -87,7 +95,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     coords, labels = _clicks(points, negatives)
     check_prompts_inside(coords, box, image.shape[:2], box_name="--box")
 
-    predictor = Predictor.from_checkpoint(model_source, device=dev)
+    predictor = Predictor.from_checkpoint(model_source, device=dev, allow_untrained=allow_untrained)
     window_obj = _resolve_window(loaded, preset)
     if propagate:
         _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
@@ -103,7 +111,8 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     mask = masks[best]
 
     _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, predictor.image_uint8, coords, labels, box)
-    chosen = f"mask {best + 1}/3 (scores {', '.join(f'{s:.3f}' for s in scores)})" if multimask else f"score {scores[0]:.3f}"
+    chosen = (f"mask {best + 1}/3 (scores {', '.join(f'{s:.3f}' for s in scores)})" if multimask
+              else f"score {score_text(float(scores[0]))}")
     click.echo(
         f"{input_path}{where}: window {window_obj.describe()}; {int(mask.sum())} pixels, {chosen} -> {out_path}"
         + (f" (overlay {overlay_path})" if overlay_path is not None else "")
@@ -133,6 +142,21 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
         f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
         + (f" (overlay of slice {slice_index}: {overlay_path})" if overlay_path is not None else "")
     )
+
+
+def _check_trained_outputs(model_source, multimask: bool, stop_score: float | None) -> None:
+    """Refuse options that read outputs the checkpoint did not train (before loading anything)."""
+    from synthfm.weights.outputs import trained_outputs_for_spec
+
+    if not multimask and stop_score is None:
+        return
+    outputs = trained_outputs_for_spec(model_source)
+    hint = "pass --allow-untrained to use them anyway"
+    if multimask:
+        outputs.require("multimask", "--multimask", "drop --multimask, or " + hint)
+        outputs.require("iou_scores", "--multimask (it keeps the best-scoring mask)", "drop --multimask, or " + hint)
+    if stop_score is not None:
+        outputs.require("iou_scores", "--stop-score", "drop it (--stop-area still applies), or " + hint)
 
 
 def _load_input(path: Path, slice_index: int | None, axis: str):

@@ -103,6 +103,10 @@ def train_command(preset, resume_dir, overwrite, stop_after_steps, quiet, compil
             raise UserError("--resume continues a run in its own folder; drop --out or make it the same folder")
         given.pop("out", None)
         config = resume_config(resume_dir, given)
+        finished = _finished(Path(resume_dir), config, stop_after_steps)
+        if finished:
+            click.echo(finished)
+            return 0
     else:
         config = preset_config(preset or "small", **given)
     result = train(config, resume=resume_dir is not None, overwrite=overwrite, stop_after_steps=stop_after_steps,
@@ -114,4 +118,37 @@ def train_command(preset, resume_dir, overwrite, stop_after_steps, quiet, compil
         f"{result.step}/{result.total_steps} steps, {result.epochs_done} epochs, {result.images_seen} images, "
         f"{result.wall_s:.1f} s; best mean validation Dice {best}; weights in {result.out}"
     )
+    if result.step >= result.total_steps:
+        from synthfm.training.collapse import check_run, describe_collapse
+
+        warnings = check_run(result.out, config)
+        if warnings:
+            click.echo(describe_collapse(warnings), err=True)
     return 0
+
+
+def _finished(out: Path, config, stop_after_steps: int | None) -> str | None:
+    """The message for a --resume with nothing left to do (all steps, or --stop-after-steps, done), else None.
+
+    Reads only the header of the run's last weights, so it answers before any model or data is built.
+    """
+    from synthfm.errors import CheckpointError
+    from synthfm.training.config import steps_per_epoch
+    from synthfm.training.run_folder import LAST_WEIGHTS
+    from synthfm.weights.checkpoint import read_metadata
+
+    try:
+        meta = read_metadata(out / LAST_WEIGHTS)
+        step = int(meta["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None  # no committed checkpoint yet, or an unusual one: let train() decide
+    total = config.epochs * steps_per_epoch(config, int(os.environ.get("WORLD_SIZE", "1")))
+    target = total if stop_after_steps is None else min(total, stop_after_steps)
+    if step < target:
+        return None
+    val = meta.get("val") if isinstance(meta.get("val"), dict) else {}
+    last = f"; last mean validation Dice {val['mean']:.4f}" if isinstance(val.get("mean"), (int, float)) else ""
+    why = (f"all {total} steps ({config.epochs} epochs) are done" if step >= total
+           else f"it already reached --stop-after-steps {stop_after_steps}")
+    return (f"nothing left to resume in {out}: {why} (at step {step}{last}); weights in {out}. "
+            f"To train longer, resume with a larger --epochs.")

@@ -24,8 +24,9 @@ class PredictorMethod:
     With ``multimask_single_click`` a single-click prompt asks for SAM's three masks and keeps
     the one with the highest predicted IoU (SAM's own ambiguity protocol); otherwise, and for
     any prompt with more than one click, one mask is requested.  ``build_methods`` turns it on
-    for official SAM and for synthfm checkpoints whose ``train_config`` has ``multimask: true``
-    (an untrained multimask head would only add noise).
+    for official SAM and for synthfm checkpoints that trained both the 3-mask output and the IoU
+    scores that choose among them (:mod:`synthfm.weights.outputs`; an untrained head would only
+    add noise).  ``settings()`` records what the checkpoint trained, so a report says it.
     """
 
     def __init__(self, name: str, predictor, preset: str = "auto", multimask_single_click: bool = False) -> None:
@@ -35,7 +36,9 @@ class PredictorMethod:
         self.multimask_single_click = multimask_single_click
 
     def settings(self) -> dict:
-        return {"preset": self.preset, "multimask_single_click": self.multimask_single_click}
+        outputs = getattr(self.predictor, "trained_outputs", None)
+        recorded = {} if outputs is None else {"trained_outputs": {**outputs.as_dict(), "source": outputs.source}}
+        return {"preset": self.preset, "multimask_single_click": self.multimask_single_click, **recorded}
 
     def set_image(self, image: np.ndarray, modality: str | None = None) -> None:
         self.predictor.set_image(image, preset=self.preset, modality=modality)
@@ -100,13 +103,8 @@ def _build_method(name: str, sam_checkpoint: str | None, encoder: str | None, de
         raise UserError(f"checkpoint not found: {name}")
     predictor = Predictor.from_checkpoint(name, sam_checkpoint=sam_checkpoint, device=device)
     label = "synthfm" if name == "default" else Path(name).name.split(".")[0]
-    return PredictorMethod(label, predictor, multimask_single_click=_trained_multimask(predictor.metadata))
-
-
-def _trained_multimask(metadata: dict) -> bool:
-    """Whether the checkpoint's decoder was trained with SAM's 3 masks for single clicks."""
-    config = metadata.get("train_config") if isinstance(metadata, dict) else None
-    return bool(config.get("multimask", False)) if isinstance(config, dict) else False
+    outputs = predictor.trained_outputs
+    return PredictorMethod(label, predictor, multimask_single_click=outputs.multimask and outputs.iou_scores)
 
 
 def method_settings(method: Method) -> dict:

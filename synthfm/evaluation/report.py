@@ -15,8 +15,8 @@ Every file goes through :mod:`synthfm.io.atomic`, so a failed run leaves earlier
 * ``dice.png``: grouped bars of mean DSC, one panel per prompt (two per row), modality pools
   on the x axis, a bar per method.
 * ``overlays/<dataset>__<method>__{best,worst}.png``: the object with the highest / lowest DSC
-  at the first prompt setting, cropped around it: ground truth in green, prediction in red,
-  positive clicks as green dots, negative clicks as red crosses.
+  at the first prompt setting, cropped around it, drawn by :mod:`synthfm.inference.overlays`
+  (prediction amber, ground truth azure, clicks green / red, a legend and a caption under it).
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def plot_dice(path: str | Path, summary: dict) -> None:
 
 def write_overlays(folder: str | Path, examples: dict[tuple[str, str], dict[str, Example]]) -> list[Path]:
     """Best/worst overlay PNG per (dataset, method); stale PNGs from an earlier run are removed."""
-    import cv2
+    from synthfm.inference.overlays import write_overlay
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,42 +203,21 @@ def write_overlays(folder: str | Path, examples: dict[tuple[str, str], dict[str,
     for (dataset, method), slot in sorted(examples.items()):
         for which, ex in sorted(slot.items()):
             path = out / f"{_safe(dataset)}__{_safe(method)}__{which}.png"
-            canvas = render_overlay(ex)
-            ok, data = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise RuntimeError(f"cannot encode {path.name}")
-            atomic_write_bytes(path, data.tobytes())
+            write_overlay(path, render_example(ex))
             written.append(path)
     for stale in set(out.glob("*.png")) - set(written):
         stale.unlink()
     return written
 
 
-def render_overlay(ex: Example, min_side: int = 256) -> np.ndarray:
-    """(h, w, 3) uint8 RGB: crop upscaled to >= ``min_side`` px, contours, clicks and a caption."""
-    import cv2
+def render_example(ex: Example) -> np.ndarray:
+    """RGB uint8 picture of one evaluated object (:func:`synthfm.inference.overlays.render_overlay`,
+    the convention every synthfm picture uses) with a caption naming method, prompt, DSC and object."""
+    from synthfm.inference.overlays import render_overlay
 
-    img = ex.image if ex.image.ndim == 3 else np.repeat(ex.image[:, :, None], 3, axis=2)
-    h, w = img.shape[:2]
-    f = max(1.0, min_side / max(1, min(h, w)))
-    size = (int(round(w * f)), int(round(h * f)))
-    canvas = np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if f > 1 else cv2.INTER_AREA))
-    for mask, colour in ((ex.gt, (0, 220, 0)), (ex.pred, (255, 40, 40))):
-        big = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(canvas, contours, -1, colour, 2)
-    for (x, y), label in zip(ex.clicks.coords, ex.clicks.labels):
-        c = (int(round((x + 0.5) * f)), int(round((y + 0.5) * f)))
-        if label == 1:
-            cv2.circle(canvas, c, 5, (0, 255, 0), -1)
-            cv2.circle(canvas, c, 5, (0, 0, 0), 1)
-        else:
-            cv2.drawMarker(canvas, c, (255, 0, 0), cv2.MARKER_TILTED_CROSS, 12, 2)
-    where = ex.case + ("" if ex.slice is None else f" z{ex.slice}")
+    where = ex.case + ("" if ex.slice is None else f" slice {ex.slice}")
     caption = f"{ex.method} {ex.prompt}  DSC {ex.dice:.3f}  {where} {ex.class_name}#{ex.object}"
-    bar = np.full((22, canvas.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, caption, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([bar, canvas], axis=0)
+    return render_overlay(ex.image, ex.pred, ex.clicks.coords, ex.clicks.labels, truth=ex.gt, caption=caption)
 
 
 def _safe(name: str) -> str:

@@ -28,6 +28,11 @@ Export uses PyTorch's TorchScript-based exporter (``dynamo=False``): it keeps th
 function of the ``orig_im_size`` *values*, which the ``torch.export`` path cannot.
 ``export.json`` records the files, their checksums and the verification (max abs difference
 between onnxruntime and PyTorch for every output on several prompt sets and image shapes).
+
+Outputs the checkpoint did not train (:mod:`synthfm.weights.outputs`) are marked: ``export.json``
+and the ``decoder.onnx`` metadata (``custom_metadata_map["synthfm.trained_outputs"]``, JSON) say
+which of ``multimask``, ``iou_scores`` (the ``scores`` output) and ``mask_input`` were trained;
+the ``export-onnx`` command refuses ``--multimask`` for a checkpoint that did not train it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ REPORT_FILE = "export.json"
 OUTPUT_FILES = (DECODER_FILE, ENCODER_FILE, REPORT_FILE)
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
 DECODER_OUTPUTS = ("masks", "scores", "low_res_logits")
+TRAINED_OUTPUTS_KEY = "synthfm.trained_outputs"  # decoder.onnx metadata_props key
 ENCODER_INPUTS = ("image", "input_size")
 ENCODER_OUTPUTS = ("image_embeddings",)
 # Tolerance the verification must meet for the export to be reported as verified.
@@ -180,13 +186,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic_axes, opset: int) -> None:
+def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic_axes, opset: int,
+            properties: dict[str, str] | None = None) -> None:
     with atomic_output(path) as tmp, warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of torch.export, which cannot keep the
         # output size a function of orig_im_size's values; its warnings are not the user's business
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(tmp), input_names=list(inputs), output_names=list(outputs),
                           dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+        if properties:
+            import onnx
+
+            graph = onnx.load(str(tmp))
+            onnx.helper.set_model_props(graph, properties)
+            onnx.save(graph, str(tmp))
 
 
 def check_output_dir(out_dir: str | Path, overwrite: bool) -> Path:
@@ -214,12 +227,15 @@ def export_onnx(
     verify: bool = True,
     overwrite: bool = False,
     metadata: dict | None = None,
+    trained_outputs=None,
 ) -> dict:
     """Write ``decoder.onnx`` (+ ``encoder.onnx`` for small encoders) and ``export.json`` to ``out_dir``.
 
     model: a SynthFM (CPU, float32).  include_encoder: also export the image encoder (skipped,
     with the reason in the report, for the official ``vit_*`` encoders).  verify: run both graphs
-    with onnxruntime and record the max abs difference to PyTorch.  Returns the report dict.
+    with onnxruntime and record the max abs difference to PyTorch.  trained_outputs: the model's
+    :class:`~synthfm.weights.outputs.TrainedOutputs` (recorded in export.json and decoder.onnx;
+    None = not checked).  Returns the report dict.
     """
     require_onnx()
     from synthfm import __version__
@@ -240,8 +256,10 @@ def export_onnx(
         "pixel_mean": [float(v) for v in model.pixel_mean],
         "pixel_std": [float(v) for v in model.pixel_std],
         "source": dict(metadata or {}),
+        "trained_outputs": None if trained_outputs is None else {**trained_outputs.as_dict(), "source": trained_outputs.source},
         "files": {},
     }
+    properties = None if trained_outputs is None else {TRAINED_OUTPUTS_KEY: json.dumps(report["trained_outputs"])}
     decoder = _decoder_graph(model, multimask).eval()
     example = (
         torch.zeros(1, channels, e, e),
@@ -254,7 +272,7 @@ def export_onnx(
     dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"},
                "masks": {2: "height", 3: "width"}}
     with torch.no_grad():
-        _export(decoder, example, out / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset)
+        _export(decoder, example, out / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, dynamic, opset, properties)
     report["files"]["decoder"] = _file_entry(out / DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS)
 
     official = ENCODERS[model.encoder_name].official

@@ -12,6 +12,11 @@ after normalisation, as in SAM.  ``predict`` runs only the prompt encoder and ma
 cached embedding, then maps the S/4 logits back to the image frame like ``SamPredictor``.
 With ``multimask_output=True`` the three masks come in SAM's decoder order (not sorted by score);
 pick with the returned scores.
+
+Outputs a checkpoint did not train (``predictor.trained_outputs``, see :mod:`synthfm.weights.outputs`)
+are refused or marked: ``multimask_output=True`` and ``mask_input`` raise
+:class:`~synthfm.weights.outputs.UntrainedOutputError`, and untrained IoU scores come back as NaN,
+unless the predictor is built with ``allow_untrained=True`` (then the raw values are returned).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from synthfm.errors import UserError
 from synthfm.io.intensity import IntensityWindow, resolve_window
 from synthfm.prompts import check_prompts_inside
 from synthfm.inference.transforms import box_to_model, coords_to_model, image_to_model_input, logits_to_original
+from synthfm.weights.outputs import TrainedOutputs, all_trained, trained_outputs_of
 
 MASK_THRESHOLD = 0.0
 
@@ -70,21 +76,26 @@ class Predictor:
     Attributes after ``set_image``: ``original_size`` (H, W), ``input_size`` (h, w) of the resized
     image inside the S x S input, ``window`` (the resolved :class:`IntensityWindow`), ``image_uint8``
     (the 8-bit image the model saw, (H, W) or (H, W, 3)).  ``metadata`` holds the checkpoint's
-    metadata when built with :meth:`from_checkpoint`.
+    metadata when built with :meth:`from_checkpoint`.  ``trained_outputs``: which outputs the model
+    was trained to give (from the checkpoint; "not checked", i.e. all allowed, for a model given
+    directly); ``allow_untrained``: return untrained outputs anyway, unmarked.
     """
 
-    def __init__(self, model, device: str | torch.device = "cpu", focus: bool = False, flip_tta: bool = False) -> None:
+    def __init__(self, model, device: str | torch.device = "cpu", focus: bool = False, flip_tta: bool = False,
+                 trained_outputs: TrainedOutputs | None = None, allow_untrained: bool = False) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.metadata: dict = {}
         self.focus = bool(focus)
         self.flip_tta = bool(flip_tta)
+        self.trained_outputs = trained_outputs if trained_outputs is not None else all_trained("not checked")
+        self.allow_untrained = bool(allow_untrained)
         self.reset_image()
 
     @classmethod
     def from_checkpoint(
         cls, path_or_default: str | Path = "default", sam_checkpoint: str | None = None,
-        device: str | torch.device = "cpu", encoder: str | None = None,
+        device: str | torch.device = "cpu", encoder: str | None = None, allow_untrained: bool = False,
     ) -> "Predictor":
         """A Predictor for any model :func:`synthfm.weights.load_model` knows: ``"default"`` (the
         shipped model), a synthfm checkpoint path, or ``"sam:vit_b"`` etc. with ``sam_checkpoint``.
@@ -92,7 +103,9 @@ class Predictor:
         ``sam_checkpoint`` is also needed when a synthfm checkpoint references an official SAM encoder.
         The checkpoint's ``inference`` metadata (e.g. ``{"focus": true, "flip_tta": false}``, chosen
         when the model was shipped) sets the predictor's defaults; change ``predictor.focus`` or
-        ``predictor.flip_tta`` to override.
+        ``predictor.flip_tta`` to override.  Its
+        ``trained_outputs`` (or, for older checkpoints, its ``train_config``) decides which outputs
+        are refused or marked (module docstring); ``allow_untrained=True`` turns that off.
         """
         from synthfm.weights import load_model
 
@@ -100,7 +113,8 @@ class Predictor:
         inference = metadata.get("inference") if isinstance(metadata, dict) else None
         inference = inference if isinstance(inference, dict) else {}
         predictor = cls(model, model_device(model), focus=bool(inference.get("focus", False)),
-                        flip_tta=bool(inference.get("flip_tta", False)))
+                        flip_tta=bool(inference.get("flip_tta", False)), trained_outputs=trained_outputs_of(metadata),
+                        allow_untrained=allow_untrained)
         predictor.metadata = dict(metadata)
         return predictor
 
@@ -198,6 +212,8 @@ class Predictor:
         Returns ``(masks (C, H, W) bool, scores (C,) float32, low_res_logits (C, S/4, S/4) float32)``,
         C = 3 with ``multimask_output`` else 1; ``return_logits=True`` gives float32 logits instead
         of bool masks (threshold 0).  Clicks or a box outside the image raise UserError.
+        Untrained outputs (``self.trained_outputs``): ``multimask_output=True`` or ``mask_input``
+        raise UntrainedOutputError and the scores are NaN, unless ``self.allow_untrained``.
         focus (None = the predictor's ``focus`` attribute): for a single mask from clicks, re-run on
         a crop around the first prediction (:mod:`synthfm.inference.focus`) and return that result.
         flip_tta (None = the predictor's ``flip_tta`` attribute): for a single mask without a mask
@@ -206,6 +222,7 @@ class Predictor:
         """
         if self._features is None:
             raise RuntimeError("call set_image(...) before predict(...)")
+        self._check_trained(bool(multimask_output), mask_input is not None)
         coords_t, labels_t = self._points_to_model(point_coords, point_labels)
         box_t = self._box_to_model(box)
         mask_t = self._mask_input(mask_input)
@@ -223,6 +240,8 @@ class Predictor:
             if refined is not None:
                 logits = refined[0][None]
                 scores = np.asarray([refined[1]], np.float32)
+        if not (self.trained_outputs.iou_scores or self.allow_untrained):
+            scores = np.full_like(scores, np.nan)  # an untrained IoU head's numbers are not scores
         masks = logits if return_logits else logits > MASK_THRESHOLD
         return masks, scores, low_res_np.astype(np.float32, copy=False)
 
@@ -253,6 +272,15 @@ class Predictor:
         return average_with_mirror(logits, scores, m_logits, m_scores)
 
     # ------------------------------------------------------------------ prompt checks
+    def _check_trained(self, multimask: bool, has_mask_input: bool) -> None:
+        if self.allow_untrained:
+            return
+        hint = "pass allow_untrained=True to get its raw values anyway"
+        if multimask:
+            self.trained_outputs.require("multimask", "multimask_output=True", "ask for one mask, or " + hint)
+        if has_mask_input:
+            self.trained_outputs.require("mask_input", "mask_input", "give clicks only, or " + hint)
+
     def _points_to_model(self, coords, labels) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if coords is None and labels is None:
             return None, None

@@ -138,8 +138,12 @@ def build_validation_set(
 
 @torch.no_grad()
 def evaluate_validation(model, vset: ValidationSet, device: torch.device | str = "cpu", amp: bool = False,
-                        batch_size: int = 4) -> dict[str, float]:
+                        batch_size: int = 4, observe=None) -> dict[str, float]:
     """Mean hard Dice per setting (``dice_p_n``) and over settings (``mean``) of ``model`` on ``vset``.
+
+    observe: optional ``observe(setting, logits, target)`` called for every batch and setting
+    (settings in ``vset.settings`` order within a batch) with the (B, S, S) float32 logits at the
+    set's size and the (B, S, S) uint8 targets, e.g. :mod:`synthfm.training.collapse`'s statistics.
 
     The model is put in eval mode for the evaluation and restored to its previous mode afterwards.
     A model whose input size S differs from the set's gets the images resized to S and the clicks
@@ -170,6 +174,8 @@ def evaluate_validation(model, vset: ValidationSet, device: torch.device | str =
                                              point_labels=labels[sl].to(device))
                     full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
                     sums[s] += float(hard_dice(full[:, 0], target).sum())
+                    if observe is not None:
+                        observe(s, full[:, 0], target)
     finally:
         model.train(was_training)
     result = {setting_key(s): sums[s] / len(vset) for s in vset.settings}
