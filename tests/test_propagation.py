@@ -87,7 +87,8 @@ def test_follows_the_object_both_ways_and_stops_where_it_ends():
     assert fake.encodings == 12 and slices.encodings == 12
     # the prompt of slice k+1 is the deepest point of slice k's mask: the disc centre
     np.testing.assert_allclose(fake.calls[1]["coords"], [[24, 20]])
-    assert fake.calls[1]["box"] is None and fake.calls[1]["mask_input"] is None
+    # by default the previous slice's low-res logits (one mask) go back in as mask_input
+    assert fake.calls[1]["box"] is None and fake.calls[1]["mask_input"].shape[0] == 1
 
 
 def test_runs_to_the_volume_end_and_respects_max_slices():
