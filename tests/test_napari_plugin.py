@@ -96,6 +96,15 @@ def test_widget_click_propagate_save(volume, qapp, tmp_path, one_torch_thread):
     first, last = result.slice_range
     assert first <= 6 and last >= 18  # the object spans slices 5..19
 
+    widget.click((18, 30, 34))  # a steering click on another slice of the same object
+    after_click = masks.data.copy()
+    viewer.dims.set_current_step(0, 12)
+    steered = widget.propagate()
+    assert steered.records[18].clicks == 1 and steered.slice_range[0] <= first and steered.slice_range[1] >= 18
+    assert _dice(masks.data[18] == 1, obj[18]) > 0.7
+    widget.undo()  # takes back the second propagation; the steering click stays
+    np.testing.assert_array_equal(masks.data, after_click)
+
     assert widget.new_object() == 2
     widget.click((12, 52, 8))  # background: whatever comes back is object 2, never over object 1
     assert not ((masks.data == 2) & (before == 1)).any()

@@ -272,11 +272,16 @@ def propagate(
     config: PropagationConfig = PropagationConfig(),
     multimask: bool = False,
     max_slices: int | None = None,
+    guides: dict[int, SlicePrompts] | None = None,
 ) -> PropagationResult:
     """Segment the object clicked on slice ``seed_index`` and follow it through the volume.
 
     point_coords (N, 2) (x, y) / point_labels (N,) / box (4,) are in the pixels of the seed slice
     (as ``slices.image(seed_index)`` shows it).  max_slices: at most this many slices each way.
+    guides: the user's own prompts on other slices (slice index -> :class:`SlicePrompts`, e.g.
+    clicks made there to steer): on such a slice they replace the prompts derived from the previous
+    mask (the previous logits still go in as ``mask_input`` when configured) and only ``empty``
+    stops the direction there, since the user said the object is on that slice.
     Returns a :class:`PropagationResult`; raises UserError if the seed prediction is empty.
     """
     predictor = slices.predictor
@@ -305,14 +310,19 @@ def propagate(
         k, done = seed_index + step, 0
         while 0 <= k < n and done < limit:
             slices.set_slice(k)
-            prompts = prompts_from_mask(previous, config, np.random.default_rng([config.seed, k]))
+            guide = (guides or {}).get(k)
+            prompts = guide if guide is not None else prompts_from_mask(previous, config, np.random.default_rng([config.seed, k]))
             masks, scores, low_res_k = predictor.predict(
                 point_coords=prompts.coords, point_labels=prompts.labels, box=prompts.box,
                 mask_input=previous_logits if config.use_mask_input else None,
             )
             raw = np.asarray(masks[0], dtype=bool)
-            kept = components_touching(raw, previous) if config.keep_overlapping else raw
-            why = stop_reason(raw, kept, float(scores[0]), previous, seed_area, config)
+            if guide is not None:
+                kept = seed_components(raw, guide.coords, guide.labels, guide.box) if config.keep_overlapping else raw
+                why = None if raw.any() else "empty"
+            else:
+                kept = components_touching(raw, previous) if config.keep_overlapping else raw
+                why = stop_reason(raw, kept, float(scores[0]), previous, seed_area, config)
             if why is not None:
                 result.stops[step] = (k, why)
                 break

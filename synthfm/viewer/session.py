@@ -36,7 +36,7 @@ from synthfm.errors import UserError
 from synthfm.prompts import click_inside
 from synthfm.io.intensity import CT_WINDOWS, IntensityWindow, choose_auto_preset, resolve_window
 from synthfm.io.images import LoadedImage, file_extension, write_mask
-from synthfm.inference.propagation import PropagationConfig, PropagationResult, VolumeSlices, propagate
+from synthfm.inference.propagation import PropagationConfig, PropagationResult, SlicePrompts, VolumeSlices, propagate
 
 # Label-map format for each input format (lossless raster for 2D, the same family for volumes).
 _DEFAULT_MASK_EXTENSION = {
@@ -227,8 +227,7 @@ class AnnotationSession:
             self.candidates, self.score = None, None
             return self._paint(np.zeros(self.shape, dtype=bool))
         self.slices.set_slice(self.slice_index)
-        coords = np.array([[c.x, c.y] for c in clicks], dtype=np.float32).reshape(-1, 2) if clicks else None
-        labels = np.array([1 if c.positive else 0 for c in clicks], dtype=np.int64) if clicks else None
+        coords, labels = self._prompt_arrays(key)
         previous = self.logits.get(key) if self.refine else None
         masks, scores, low_res = self.predictor.predict(point_coords=coords, point_labels=labels, box=box,
                                                         mask_input=previous, multimask_output=self.multimask)
@@ -338,11 +337,10 @@ class AnnotationSession:
         if not clicks and box is None:
             self._say(f"click object {self.object_id} on slice {self.slice_index} first")
             return None
-        coords = np.array([[c.x, c.y] for c in clicks], dtype=np.float32).reshape(-1, 2) if clicks else None
-        labels = np.array([1 if c.positive else 0 for c in clicks], dtype=np.int64) if clicks else None
+        coords, labels = self._prompt_arrays(key)
         try:
             result = propagate(self.slices, self.slice_index, coords, labels, box, config=self.propagation,
-                               multimask=self.multimask, max_slices=max_slices)
+                               multimask=self.multimask, max_slices=max_slices, guides=self._guides())
         except UserError as exc:
             self._say(" ".join(str(exc).split()))
             return None
@@ -354,6 +352,28 @@ class AnnotationSession:
         self.last_propagation = result
         self._say(f"object {self.object_id}: {result.describe()}, {int(fill.sum())} voxels")
         return result
+
+    def _prompt_arrays(self, key: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The clicks of (object, slice) ``key`` as (coords (N, 2) float32 (x, y), labels (N,) int64), or Nones."""
+        clicks = self.clicks.get(key, [])
+        if not clicks:
+            return None, None
+        return (np.array([[c.x, c.y] for c in clicks], dtype=np.float32),
+                np.array([1 if c.positive else 0 for c in clicks], dtype=np.int64))
+
+    def _guides(self) -> dict[int, SlicePrompts]:
+        """The current object's prompts on the other slices: they steer :meth:`propagate` there."""
+        guides = {}
+        for oid, k in set(self.clicks) | set(self.boxes):
+            if oid != self.object_id or k == self.slice_index:
+                continue
+            coords, labels = self._prompt_arrays((oid, k))
+            if coords is None or not (labels == 1).any():
+                if (oid, k) not in self.boxes:
+                    continue  # negatives alone do not say where the object is
+                coords = labels = None  # a box alone
+            guides[k] = SlicePrompts(coords, labels, self.boxes.get((oid, k)))
+        return guides
 
     def save(self, path: str | Path) -> Path:
         """Write the label map to ``path`` in the input's geometry (format from the extension);
