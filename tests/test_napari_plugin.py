@@ -165,3 +165,48 @@ viewer.close()
 
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[0] > 100 and image.std() > 5
+
+
+class _MouseEvent:
+    """What napari passes to a layer's mouse_drag_callbacks: world position, type, modifiers, button."""
+
+    def __init__(self, position, modifiers=(), button=1):
+        self.position, self.modifiers, self.button, self.type = np.asarray(position, float), set(modifiers), button, "mouse_press"
+
+
+def _press_release(widget, event, drag_to=None):
+    gen = widget._on_mouse(widget.prompts_layer, event)
+    next(gen)
+    if drag_to is not None:
+        event.type, event.position = "mouse_move", np.asarray(drag_to, float)
+        next(gen)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_mouse_clicks_and_drawn_box(volume, qapp, one_torch_thread):
+    """Click = positive, Control-click = negative, a drag is a pan; a drawn rectangle is the box."""
+    from napari.components import ViewerModel
+
+    from synthfm.viewer.reader import read_layers
+    from synthfm.viewer.widget import SynthfmWidget
+
+    path, obj = volume
+    viewer = ViewerModel()
+    data, kwargs, _ = read_layers(str(path))[0]
+    viewer.add_image(data, **kwargs)
+    widget = SynthfmWidget(viewer)
+    world = lambda z, y, x: (z * SPACING[2], y * SPACING[1], x * SPACING[0])  # noqa: E731
+    viewer.dims.set_current_step(0, 12)
+    _press_release(widget, _MouseEvent(world(12, 30, 34)))
+    _press_release(widget, _MouseEvent(world(12, 5, 5), modifiers=["Control"]))
+    _press_release(widget, _MouseEvent(world(12, 40, 40)), drag_to=world(12, 50, 50))
+    clicks = widget.session.clicks[(1, 12)]
+    assert [c.positive for c in clicks] == [True, False]
+    np.testing.assert_allclose([clicks[0].x, clicks[0].y], [34, 30], atol=1e-4)
+    assert len(widget.prompts_layer.data) == 2
+    widget.new_object()
+    widget.box_layer.add_rectangles(np.array([[12, 16, 23], [12, 16, 45], [12, 44, 45], [12, 44, 23]], float))
+    np.testing.assert_allclose(widget.session.boxes[(2, 12)], [23, 16, 45, 44])
+    assert (widget.masks_layer.data[12] == 2).sum() > 0
