@@ -10,12 +10,8 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
-	@# albumentations pulls opencv-python-headless, which shares the cv2 package folder with
-	@# opencv-python: remove it and reinstall opencv-python so one cv2 with GUI support remains.
-	$(PY) -m pip uninstall -q -y opencv-python-headless || true
-	$(PY) -m pip install -q --force-reinstall --no-deps "opencv-python>=4.9"
-	$(PY) -c "import cv2, albumentations, segment_anything, torch, torchvision; assert 'GUI' in cv2.getBuildInformation()"
+	$(PY) -m pip install -q -e ".[test,viewer]"
+	$(PY) -c "import cv2, albumentations, segment_anything, torch, torchvision, napari"
 	touch $(STAMP)
 
 install: $(STAMP)

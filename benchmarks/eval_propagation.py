@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-variants", action="store_true", help="run every variant")
     parser.add_argument("--stop-area", type=float, default=PropagationConfig.min_area_fraction,
                         help="stop rule: area below this fraction of the seed slice's")
-    parser.add_argument("--stop-score", type=float, default=None, help="stop rule: predicted IoU below this")
-    parser.add_argument("--max-growth", type=float, default=None, help="stop rule: area above this x the previous slice's")
+    parser.add_argument("--stop-score", type=float, default=None,
+                        help="stop rule: predicted IoU below this (default: each variant's own)")
+    parser.add_argument("--max-growth", type=float, default=None,
+                        help="stop rule: area above this x the previous slice's (default: each variant's own)")
     parser.add_argument("--min-fraction", type=float, default=0.001, help="smallest object, fraction of the volume")
     parser.add_argument("--limit-objects", type=int, default=None, help="at most this many objects per dataset")
     parser.add_argument("--no-oracle", action="store_true", help="skip the click-on-every-slice reference")
@@ -86,11 +88,12 @@ def _run(args) -> int:
 
     torch.set_num_threads(args.threads)
     names = sorted(VARIANTS) if args.all_variants else (args.variant or ["click"])
-    variants = {
-        n: dataclasses.replace(VARIANTS[n], min_area_fraction=args.stop_area, min_score=args.stop_score,
-                               max_area_growth=args.max_growth)
-        for n in names
-    }
+    overrides = {"min_area_fraction": args.stop_area}
+    if args.stop_score is not None:
+        overrides["min_score"] = args.stop_score
+    if args.max_growth is not None:
+        overrides["max_area_growth"] = args.max_growth
+    variants = {n: dataclasses.replace(VARIANTS[n], **overrides) for n in names}
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out is a file, not a folder: {args.out}")
     # This study measures whether mask inputs (and scores) help, trained or not: use the raw outputs.

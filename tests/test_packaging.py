@@ -14,6 +14,7 @@ PACKAGE_DATA = {
     "synthfm/synth/recipes/synthfm.yaml",
     "synthfm/synth/recipes/shape_only.yaml",
     "synthfm/synth/recipes/boundary_only.yaml",
+    "synthfm/viewer/napari.yaml",  # the napari plugin's npe2 manifest
 }
 
 
@@ -36,6 +37,8 @@ def test_wheel_ships_the_default_model_and_recipes_and_they_are_found_when_insta
     names = set(zipfile.ZipFile(wheel).namelist())
     assert PACKAGE_DATA <= names, sorted(PACKAGE_DATA - names)
     assert "synthfm/cli/__main__.py" in names and "synthfm/synth/gpu/generator.py" in names
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "synthfm = synthfm.viewer:napari.yaml" in zipfile.ZipFile(wheel).read(entry_points).decode()
     shipped = zipfile.ZipFile(wheel).getinfo("synthfm/weights/data/synthfm_default.safetensors").file_size
     assert shipped == (REPO / "synthfm" / "weights" / "data" / "synthfm_default.safetensors").stat().st_size
 

@@ -17,6 +17,7 @@ from synthfm.modeling import build_model
 from synthfm.inference.predictor import Predictor
 from synthfm.inference.propagation import (
     PropagationConfig,
+    SlicePrompts,
     VolumeSlices,
     components_touching,
     prompts_from_mask,
@@ -87,7 +88,8 @@ def test_follows_the_object_both_ways_and_stops_where_it_ends():
     assert fake.encodings == 12 and slices.encodings == 12
     # the prompt of slice k+1 is the deepest point of slice k's mask: the disc centre
     np.testing.assert_allclose(fake.calls[1]["coords"], [[24, 20]])
-    assert fake.calls[1]["box"] is None and fake.calls[1]["mask_input"] is None
+    # by default the previous slice's low-res logits (one mask) go back in as mask_input
+    assert fake.calls[1]["box"] is None and fake.calls[1]["mask_input"].shape[0] == 1
 
 
 def test_runs_to_the_volume_end_and_respects_max_slices():
@@ -152,6 +154,19 @@ def test_growth_and_score_guards():
     strict = propagate(VolumeSlices(ThresholdPredictor(), vol, window=UNIT), 7, np.array([[24, 20]]), np.array([1]),
                        config=PropagationConfig(min_score=0.95))
     assert strict.slice_range == (7, 7) and strict.stops[1][1] == "low_score"
+
+
+def test_guide_clicks_steer_past_a_stop():
+    vol, _ = _cylinder_volume()
+    vol[9:, 10:30, 5:45] = 1.0  # leaks into a big neighbour from slice 9 on: the growth stop ends it there
+    slices = VolumeSlices(ThresholdPredictor(), vol, window=UNIT)
+    guide = SlicePrompts(np.array([[24, 20]], np.float32), np.array([1]))
+    res = propagate(slices, 7, np.array([[24, 20]]), np.array([1]), config=PropagationConfig(max_area_growth=1.5),
+                    guides={9: guide})
+    # the user's click on slice 9 says the big blob is the object: it is kept, and slice 10 goes on from it
+    assert 9 in res.records and res.mask[9, 10:30, 5:45].all() and res.records[9].clicks == 1
+    assert res.mask[10:13].any()
+    assert slices.predictor.calls[-1]["coords"] is not guide.coords  # later slices use derived prompts again
 
 
 def test_empty_seed_and_bad_slice_are_user_errors():

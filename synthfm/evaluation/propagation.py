@@ -40,11 +40,16 @@ DEFAULT_MIN_FRACTION = 0.001
 REFINEMENT_CLICKS = 5
 # Named prompt strategies for the slices after the seed (see synthfm.inference.propagation).
 VARIANTS: dict[str, PropagationConfig] = {
-    "click": PropagationConfig(),
-    "3clicks": PropagationConfig(n_pos=3),
-    "click+box": PropagationConfig(use_box=True),
-    "click+mask": PropagationConfig(use_mask_input=True),
-    "click+neg": PropagationConfig(n_neg=2),
+    # one piece at a time on top of the plain one-click protocol ("click", the old default)
+    "click": PropagationConfig(use_mask_input=False, max_area_growth=None),
+    "3clicks": PropagationConfig(n_pos=3, use_mask_input=False, max_area_growth=None),
+    "click+box": PropagationConfig(use_box=True, use_mask_input=False, max_area_growth=None),
+    "click+mask": PropagationConfig(use_mask_input=True, max_area_growth=None),
+    "click+neg": PropagationConfig(n_neg=2, use_mask_input=False, max_area_growth=None),
+    # the growth stop: end a direction where the area jumps (a leak into the neighbour where the object ends)
+    "click+growth": PropagationConfig(use_mask_input=False, max_area_growth=1.3),
+    "click+mask+growth": PropagationConfig(use_mask_input=True, max_area_growth=1.3),  # = the default
+    "click+mask+growth+score": PropagationConfig(use_mask_input=True, max_area_growth=1.3, min_score=0.3),
 }
 
 
