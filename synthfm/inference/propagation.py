@@ -65,7 +65,8 @@ class PropagationConfig:
 
     n_pos, n_neg: clicks simulated on the previous mask (n_pos >= 1).  use_box: add its bounding
     box grown by ``box_margin`` x its larger side (at least 2 px).  use_mask_input: feed the
-    previous low-res logits as ``mask_input``.  keep_overlapping: drop predicted components that
+    previous low-res logits as ``mask_input`` (skipped for a checkpoint that did not train mask
+    inputs, see ``Predictor.trained_outputs``).  keep_overlapping: drop predicted components that
     do not touch the previous mask.  min_area_fraction, min_score, max_area_growth: stop rule
     (None = that test is off).  seed: click simulation seed.
     """
@@ -305,6 +306,10 @@ def propagate(
     result.records[seed_index] = SliceRecord(seed_index, int(seed_mask.sum()), float(scores[best]), n_clicks)
     seed_area = int(seed_mask.sum())
     limit = n if max_slices is None else int(max_slices)
+    # a checkpoint that never saw mask prompts would only be fed noise (and its Predictor refuses them)
+    trained = getattr(predictor, "trained_outputs", None)
+    use_mask_input = config.use_mask_input and (trained is None or trained.mask_input
+                                                or getattr(predictor, "allow_untrained", False))
     for step in (1, -1):
         previous, previous_logits = seed_mask, low_res[best : best + 1]
         k, done = seed_index + step, 0
@@ -314,7 +319,7 @@ def propagate(
             prompts = guide if guide is not None else prompts_from_mask(previous, config, np.random.default_rng([config.seed, k]))
             masks, scores, low_res_k = predictor.predict(
                 point_coords=prompts.coords, point_labels=prompts.labels, box=prompts.box,
-                mask_input=previous_logits if config.use_mask_input else None,
+                mask_input=previous_logits if use_mask_input else None,
             )
             raw = np.asarray(masks[0], dtype=bool)
             if guide is not None:
