@@ -148,10 +148,9 @@ def test_predictor_api_with_click_unet():
 
 
 def test_click_preset_run_resumes_exactly_and_records_trained_outputs(tmp_path, one_torch_thread):
-    from safetensors.torch import load_file
+    from resume_check import assert_stop_resume_exact
 
     from synthfm.training.config import preset_config, validate_config
-    from synthfm.training.loop import resume_config, train
     from synthfm.weights.checkpoint import read_metadata
 
     validate_config(preset_config("click"))
@@ -161,12 +160,7 @@ def test_click_preset_run_resumes_exactly_and_records_trained_outputs(tmp_path, 
                              batch_size=2, prompts_per_image=2, val_images=2, workers=0, checkpoint_every=0,
                              warmup_steps=1, seed=3)
 
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(cfg(a), progress=False)
-    train(cfg(b), stop_after_steps=2, progress=False)
-    train(resume_config(b), resume=True, progress=False)
-    ta, tb = load_file(str(a / "last.safetensors")), load_file(str(b / "last.safetensors"))
-    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    a = assert_stop_resume_exact(cfg, tmp_path, stop_after_steps=2)
     meta = read_metadata(a / "best.safetensors")
     assert meta["encoder"] == "click_unet"
     assert meta["trained_outputs"] == {"multimask": True, "iou_scores": True, "mask_input": True}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from synthfm.errors import UserError
 from synthfm.synth.recipe import default_recipe
 from synthfm.training.config import preset_config
 from synthfm.training.device_batches import device_batches, previous_mask_logits, validate_device_synthesis
-from synthfm.training.loop import resume_config, train
+from synthfm.training.loop import train
+
+from resume_check import assert_stop_resume_exact
 
 
 def _cfg(out, **kw):
@@ -54,12 +55,7 @@ def test_previous_mask_logits_are_perturbed_targets():
 
 
 def test_stop_and_resume_on_the_torch_engine_is_exact(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(_cfg(a), progress=False)
-    train(_cfg(b), stop_after_steps=1, progress=False)
-    train(resume_config(b), resume=True, progress=False)
-    wa, wb = load_file(str(a / "last.safetensors")), load_file(str(b / "last.safetensors"))
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert_stop_resume_exact(_cfg, tmp_path, stop_after_steps=1)
 
 
 def test_refusals_are_one_line_and_touch_nothing(tmp_path):

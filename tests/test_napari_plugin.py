@@ -64,17 +64,24 @@ def test_reader_gives_scale_and_contrast(volume):
     assert kwargs["metadata"][METADATA_KEY].path == path
 
 
-def test_widget_click_propagate_save(volume, qapp, tmp_path, one_torch_thread):
+
+def _open_in_widget(path):
+    """(viewer model, synthfm widget, the reader's layer kwargs) with the volume at ``path`` opened."""
     from napari.components import ViewerModel
 
     from synthfm.viewer.reader import read_layers
-    from synthfm.viewer.widget import MASKS_LAYER, SynthfmWidget
+    from synthfm.viewer.widget import SynthfmWidget
 
-    path, obj = volume
     viewer = ViewerModel()
     data, kwargs, _ = read_layers(str(path))[0]
     viewer.add_image(data, **kwargs)
-    widget = SynthfmWidget(viewer)
+    return viewer, SynthfmWidget(viewer), kwargs
+
+def test_widget_click_propagate_save(volume, qapp, tmp_path, one_torch_thread):
+    from synthfm.viewer.widget import MASKS_LAYER
+
+    path, obj = volume
+    viewer, widget, kwargs = _open_in_widget(path)
     widget.wait()
     assert widget.session is not None and MASKS_LAYER in viewer.layers
     masks = viewer.layers[MASKS_LAYER]
@@ -123,16 +130,10 @@ def test_widget_click_propagate_save(volume, qapp, tmp_path, one_torch_thread):
 
 
 def test_box_prompt(volume, qapp, one_torch_thread):
-    from napari.components import ViewerModel
-
-    from synthfm.viewer.reader import read_layers
-    from synthfm.viewer.widget import MASKS_LAYER, SynthfmWidget
+    from synthfm.viewer.widget import MASKS_LAYER
 
     path, obj = volume
-    viewer = ViewerModel()
-    data, kwargs, _ = read_layers(str(path))[0]
-    viewer.add_image(data, **kwargs)
-    widget = SynthfmWidget(viewer)
+    viewer, widget, kwargs = _open_in_widget(path)
     widget.box((12, 14, 21), (12, 46, 47))
     assert _dice(viewer.layers[MASKS_LAYER].data[12] == 1, obj[12]) > 0.7, widget.session.message
 
@@ -187,16 +188,9 @@ def _press_release(widget, event, drag_to=None):
 
 def test_mouse_clicks_and_drawn_box(volume, qapp, one_torch_thread):
     """Click = positive, Control-click = negative, a drag is a pan; a drawn rectangle is the box."""
-    from napari.components import ViewerModel
-
-    from synthfm.viewer.reader import read_layers
-    from synthfm.viewer.widget import SynthfmWidget
 
     path, obj = volume
-    viewer = ViewerModel()
-    data, kwargs, _ = read_layers(str(path))[0]
-    viewer.add_image(data, **kwargs)
-    widget = SynthfmWidget(viewer)
+    viewer, widget, kwargs = _open_in_widget(path)
     world = lambda z, y, x: (z * SPACING[2], y * SPACING[1], x * SPACING[0])  # noqa: E731
     viewer.dims.set_current_step(0, 12)
     _press_release(widget, _MouseEvent(world(12, 30, 34)))
