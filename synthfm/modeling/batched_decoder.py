@@ -8,8 +8,12 @@ the decoder's own submodules, pairing prompt set i with embedding i.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from segment_anything.modeling import MaskDecoder
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import MaskDecoder
 
 
 def decode_per_embedding(

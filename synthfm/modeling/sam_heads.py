@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where the heads are built: importing segment_anything costs 1.5-3 s (torchvision)
+    from segment_anything.modeling import MaskDecoder, PromptEncoder
 
 from synthfm.modeling.sam_vit import EMBEDDING_CHANNELS, PATCH_SIZE
 
 
 def build_prompt_encoder(image_size: int) -> PromptEncoder:
     """SAM's PromptEncoder for a square S x S model input (embedding grid S/16, mask input S/4)."""
+    from segment_anything.modeling import PromptEncoder
+
     grid = image_size // PATCH_SIZE
     return PromptEncoder(
         embed_dim=EMBEDDING_CHANNELS,
@@ -20,6 +25,8 @@ def build_prompt_encoder(image_size: int) -> PromptEncoder:
 
 def build_mask_decoder() -> MaskDecoder:
     """SAM's MaskDecoder (two-way transformer depth 2, 8 heads, MLP 2048, 3 multimask outputs)."""
+    from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+
     return MaskDecoder(
         num_multimask_outputs=3,
         transformer=TwoWayTransformer(depth=2, embedding_dim=EMBEDDING_CHANNELS, mlp_dim=2048, num_heads=8),

@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from typing import TYPE_CHECKING
+
 import torch
-from segment_anything.modeling import ImageEncoderViT
+
+if TYPE_CHECKING:  # segment_anything (and torchvision with it) is imported only when a ViT is built
+    from segment_anything.modeling import ImageEncoderViT
 
 PATCH_SIZE = 16
 EMBEDDING_CHANNELS = 256  # SAM's prompt embedding dim; every encoder's output channels
@@ -42,6 +46,8 @@ def build_sam_vit(variant: str, image_size: int = SAM_IMAGE_SIZE) -> ImageEncode
 
     Input (B, 3, S, S) normalised pixels, S = image_size; output (B, 256, S/16, S/16).
     """
+    from segment_anything.modeling import ImageEncoderViT
+
     cfg = VIT_CONFIGS[variant]
     return ImageEncoderViT(
         img_size=image_size,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
 from synthfm.modeling.sam_vit import EMBEDDING_CHANNELS
@@ -76,6 +75,8 @@ class AttentionBlock(nn.Module):
 
 def sam_neck(in_channels: int) -> nn.Sequential:
     """SAM's encoder neck: 1x1 conv -> LayerNorm2d -> 3x3 conv -> LayerNorm2d, to 256 channels."""
+    from segment_anything.modeling.common import LayerNorm2d  # lazy: the click_unet path never imports it
+
     return nn.Sequential(
         nn.Conv2d(in_channels, EMBEDDING_CHANNELS, kernel_size=1, bias=False),
         LayerNorm2d(EMBEDDING_CHANNELS),
