@@ -136,7 +136,7 @@ def test_bad_inputs_give_one_clear_line(files, tmp_path, capsys):
     assert "volume file" in _err(capsys, ["segment", nii, "--point", "1,1", "--slice", "1", *m, *out])
     assert "unknown window" in _err(capsys, ["segment", png, "--point", "1,1", "--window", "abdomen", *m, *out])
     assert "--out must end with" in _err(capsys, ["segment", png, "--point", "1,1", *m, "--out", str(tmp_path / "o.jpg")])
-    assert "Missing option '--out'" in _err(capsys, ["segment", png, "--point", "1,1", *m])
+    assert "--out MASK is required" in _err(capsys, ["segment", png, "--point", "1,1", *m])
     assert "would overwrite INPUT" in _err(capsys, ["segment", png, "--point", "1,1", *m, "--out", png, "--overwrite"])
     assert not any(p.name.startswith("o.") for p in tmp_path.iterdir())
 

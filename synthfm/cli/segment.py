@@ -19,7 +19,7 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @click.command("segment")
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--point", "points", multiple=True, type=POINT, help="Positive click (x=column, y=row pixels); repeatable.")
 @click.option("--negative", "negatives", multiple=True, type=POINT, help="Negative click X,Y; repeatable.")
 @click.option("--box", type=BOX, default=None, help="Box prompt X0,Y0,X1,Y1 in pixels.")
@@ -33,8 +33,13 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
               help="Ask for SAM's 3 masks and keep the best-scoring one (refused if the checkpoint did not train them).")
 @click.option("--allow-untrained", is_flag=True,
               help="Use outputs the checkpoint did not train (--multimask, --stop-score) anyway; for experiments.")
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_path", default=None, type=click.Path(path_type=Path),
               help="Mask file: .png/.bmp/.tif for 2D input, .nii.gz/.nii/.nrrd/.mha (any input).")
+@click.option("--out-dir", type=click.Path(path_type=Path), default=None,
+              help="Batch: several INPUTs (or folders of them), one model load; writes OUT_DIR/NAME_mask.png "
+                   "(2D) or NAME_mask.nii.gz (see synthfm/cli/segment_batch.py).")
+@click.option("--out-ext", default=None, help="With --out-dir: mask file type for every input, e.g. .nii.gz or .tif.")
+@click.option("--overlays", is_flag=True, help="With --out-dir: also write OUT_DIR/NAME_overlay.png.")
 @click.option("--overlay", "overlay_path", type=click.Path(path_type=Path), default=None,
               help="Also write a PNG of the (windowed) image with the mask and clicks drawn.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
@@ -45,9 +50,9 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 @click.option("--stop-score", type=float, default=None,
               help="--propagate also stops where the predicted IoU falls below this (off by default; needs a "
                    "checkpoint that trained its IoU head).")
-def segment(input_path, points, negatives, box, slice_index, axis, window, model, encoder, sam_checkpoint,
-            multimask, allow_untrained, device, out_path, overlay_path, overwrite, propagate, stop_area,
-            stop_score) -> None:
+def segment(inputs, points, negatives, box, slice_index, axis, window, model, encoder, sam_checkpoint,
+            multimask, allow_untrained, device, out_path, out_dir, out_ext, overlays, overlay_path, overwrite,
+            propagate, stop_area, stop_score) -> int | None:
     """Segment one object in INPUT from clicks (a 2D image, or slice --slice of a volume).
 
     INPUT: PNG/JPEG/TIFF/BMP, DICOM file or series folder, NIfTI, NRRD, MHA/MHD.  Clicks are in
@@ -55,7 +60,26 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     volume mask of the same size and geometry with only slice K filled, or with --propagate
     every slice the object was followed to (it stops where the mask vanishes, no longer overlaps
     the previous slice's, or shrinks below --stop-area of slice K's; see synthfm/inference/propagation.py).
+
+    Batch: several INPUTs (files, or folders of image/volume files) with --out-dir DIR instead of
+    --out: one model load, the same prompts on each, DIR/NAME_mask.png (2D) or DIR/NAME_mask.nii.gz;
+    an input that fails gets one error line and the others are still done (exit 1 if any failed).
     """
+    if out_dir is not None or len(inputs) > 1:
+        from synthfm.cli.segment_batch import segment_batch
+
+        if out_dir is None or out_path is not None or overlay_path is not None:
+            raise UserError("several INPUTs need --out-dir DIR (and --overlays, not --out/--overlay)")
+        return segment_batch(inputs, out_dir, out_ext, overlays, points=points, negatives=negatives, box=box,
+                             slice_index=slice_index, axis=axis, window=window, model=model, encoder=encoder,
+                             sam_checkpoint=sam_checkpoint, multimask=multimask, allow_untrained=allow_untrained,
+                             device=device, overwrite=overwrite, propagate=propagate, stop_area=stop_area,
+                             stop_score=stop_score)
+    input_path = inputs[0]
+    if out_path is None:
+        raise UserError("--out MASK is required (or --out-dir DIR for a batch)")
+    if out_ext is not None or overlays:
+        raise UserError("--out-ext and --overlays go with --out-dir; with --out, the file name says the type")
     from synthfm.io.atomic import check_writable_output
     from synthfm.io.intensity import parse_preset
     from synthfm.io.images import MASK_RASTER_EXTENSIONS, MASK_VOLUME_EXTENSIONS, file_extension
