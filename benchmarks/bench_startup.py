@@ -127,10 +127,13 @@ def _measure_once(repo: Path, image: Path, out: Path, model: str) -> tuple[float
     cmd = [sys.executable, "-m", "synthfm.cli", "segment", str(image), "--point", f"{CLICK[0]},{CLICK[1]}",
            "--model", model, "--out", str(out), "--overwrite"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    # cwd outside every checkout: `python -m` puts the working folder first on sys.path, which would
+    # otherwise import the synthfm of wherever the benchmark was started instead of --repo's
+    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=image.parent)
     total = time.perf_counter() - t0
     child = [sys.executable, str(Path(__file__).resolve()), "--child", str(image), model, str(out), repr(time.time())]
-    got = json.loads(subprocess.run(child, env=env, check=True, capture_output=True, text=True).stdout)
+    got = json.loads(subprocess.run(child, env=env, check=True, capture_output=True, text=True,
+                                    cwd=image.parent).stdout)
     return total, got
 
 
