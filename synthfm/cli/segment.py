@@ -99,7 +99,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     window_obj = _resolve_window(loaded, preset)
     if propagate:
         _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
-                            stop_area, stop_score, out_path, overlay_path, input_path)
+                            stop_area, stop_score, out_path, overlay_path, input_path, overwrite)
         return
     predictor.set_image(image, preset=window_obj)
     masks, scores, _ = predictor.predict(
@@ -110,7 +110,8 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
     best = int(np.argmax(scores))
     mask = masks[best]
 
-    _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, predictor.image_uint8, coords, labels, box)
+    _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, predictor.image_uint8, coords, labels, box,
+                   overwrite)
     chosen = (f"mask {best + 1}/3 (scores {', '.join(f'{s:.3f}' for s in scores)})" if multimask
               else f"score {score_text(float(scores[0]))}")
     click.echo(
@@ -120,7 +121,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
 
 
 def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
-                        stop_area, stop_score, out_path, overlay_path, input_path) -> None:
+                        stop_area, stop_score, out_path, overlay_path, input_path, overwrite) -> None:
     from synthfm.inference.overlays import render_overlay, write_overlay
     from synthfm.io.images import slice_of, write_mask
     from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
@@ -134,9 +135,9 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
     if overlay_path is not None:
         slices.set_slice(slice_index)
         overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, slice_index, axis), coords, labels, box)
-    write_mask(out_path, result.mask, like=loaded)
+    write_mask(out_path, result.mask, like=loaded, overwrite=overwrite)
     if overlay is not None:
-        write_overlay(overlay_path, overlay)
+        write_overlay(overlay_path, overlay, overwrite=overwrite)
     click.echo(
         f"{input_path} slice {slice_index} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
         f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
@@ -202,12 +203,13 @@ def _resolve_window(loaded, preset):
     return resolve_window(loaded.array, preset, loaded.modality)
 
 
-def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box) -> None:
+def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box,
+                   overwrite: bool = True) -> None:
     from synthfm.inference.overlays import render_overlay, write_overlay
     from synthfm.io.images import embed_slice, write_mask
 
     result = embed_slice(loaded.array.shape, slice_index, axis, mask) if loaded.kind == "3d" else mask
     overlay = None if overlay_path is None else render_overlay(image8, mask, coords, labels, box)
-    write_mask(out_path, result, like=loaded)
+    write_mask(out_path, result, like=loaded, overwrite=overwrite)
     if overlay is not None:
-        write_overlay(overlay_path, overlay)
+        write_overlay(overlay_path, overlay, overwrite=overwrite)

@@ -51,6 +51,8 @@ def raster_size(data: bytes) -> tuple[int, int] | None:
         return abs(width), abs(height)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return _tiff_size(data)
+    if data[:4] in (b"II+\x00", b"MM\x00+"):
+        return _bigtiff_size(data)
     return None
 
 
@@ -74,6 +76,34 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             return None
         i += 2 + length
     return None
+
+
+def _bigtiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and length of the first IFD of a BigTIFF (8-byte offsets, 20-byte entries).
+
+    A BigTIFF whose size cannot be found is reported as unbounded (a huge size), so that the
+    caller refuses it rather than letting the decoder allocate whatever the file promises.
+    """
+    end = "<" if data[:2] == b"II" else ">"
+    unknown = (2**32, 2**32)
+    if len(data) < 16:
+        return unknown
+    (offset,) = struct.unpack(end + "Q", data[8:16])
+    if offset + 8 > len(data):
+        return unknown
+    (count,) = struct.unpack(end + "Q", data[offset : offset + 8])
+    found: dict[int, int] = {}
+    for k in range(min(count, 4096)):
+        entry = offset + 8 + 20 * k
+        if entry + 20 > len(data):
+            break
+        tag, kind = struct.unpack(end + "HH", data[entry : entry + 4])
+        if tag in (_TIFF_WIDTH, _TIFF_LENGTH):
+            fmt = end + {3: "H", 4: "I", 16: "Q"}.get(kind, "Q")
+            found[tag] = struct.unpack(fmt, data[entry + 12 : entry + 12 + struct.calcsize(fmt)])[0]
+    if _TIFF_WIDTH in found and _TIFF_LENGTH in found:
+        return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
+    return unknown
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:

@@ -114,9 +114,11 @@ def _quiet_opencv() -> Iterator[None]:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise ImageReadError(f"{path}: file not found")
-    if path.is_file() and path.stat().st_size == 0:
+    """A regular file (not empty) or a folder; FIFOs, devices and unreachable paths are refused."""
+    from synthfm.io.safe_inputs import check_regular_file
+
+    st = check_regular_file(path, "file", allow_dir=True)
+    if not path.is_dir() and st.st_size == 0:
         raise ImageReadError(f"{path}: file is empty")
 
 
@@ -152,6 +154,7 @@ def _dicom():
 
 
 def _from_dicom(path: Path, d, fmt: str) -> LoadedImage:
+    _check_spacing(path, d.spacing)
     return LoadedImage(d.array, d.kind, d.spacing, d.origin, d.direction, d.modality, path, fmt, d.meta)
 
 
@@ -208,7 +211,10 @@ def _modality_from_metadata(reader) -> str | None:
 def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
     import SimpleITK as sitk
 
+    from synthfm.io.safe_inputs import check_detached_data, check_metaimage_data, metaimage_element_bytes
+
     fmt = _FORMAT_NAMES[ext]
+    check_detached_data(path, ext)  # before ITK opens any file a header names
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -216,6 +222,10 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
     except RuntimeError:
         raise ImageReadError(f"{path}: cannot read {fmt} header (corrupt, truncated or not a {fmt} file)") from None
     check_pixel_count(path, reader.GetSize())
+    _check_spacing(path, reader.GetSpacing())
+    element = metaimage_element_bytes(path) if ext in (".mha", ".mhd") else None
+    if element is not None:
+        check_metaimage_data(path, ext, int(np.prod(reader.GetSize())) * element)
     if fmt == "NIfTI":
         _check_nifti_complete(path, ext)
     dim, size = reader.GetDimension(), reader.GetSize()
@@ -245,6 +255,13 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
         modality=_modality_from_metadata(reader), path=path, format=fmt,
         meta={"dtype": str(arr.dtype)},
     )
+
+
+def _check_spacing(path: Path, spacing) -> None:
+    """Voxel sizes must be finite and > 0 (a zero or negative one fails only when a mask is written)."""
+    values = [float(v) for v in spacing]
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise ImageReadError(f"{path}: invalid voxel spacing {tuple(values)} (each must be a finite number > 0)")
 
 
 class _PixelBuffer:
@@ -370,13 +387,14 @@ def _mask_values(mask: np.ndarray, for_raster: bool) -> np.ndarray:
     return m.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
-def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None) -> Path:
+def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None, *, overwrite: bool = True) -> Path:
     """Write a mask atomically; the format follows the extension of ``path``.
 
     2D masks: ``.png``/``.bmp``/``.tif`` (uint8, 0/255 for bool, label ids as is; uint16 if ids
     > 255) or a volume format (2D geometry of ``like``).  3D masks (Z, Y, X): ``.nii``/``.nii.gz``/
     ``.nrrd``/``.mha`` (uint8 0/1 for bool) with ``like``'s spacing, origin and direction.
-    ``mask`` must have ``like``'s spatial shape.  An existing file is replaced only on success.
+    ``mask`` must have ``like``'s spatial shape.  An existing file is replaced only on success (the
+    new one verified first); with ``overwrite=False`` an existing file is never replaced (UserError).
     """
     import SimpleITK as sitk
 
@@ -390,7 +408,7 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
     if ext in MASK_RASTER_EXTENSIONS:
         if m.ndim != 2:
             raise UserError(f"{p}: a {ext} file holds one 2D mask; write volumes as {' or '.join(MASK_VOLUME_EXTENSIONS)}")
-        return _write_raster_mask(p, _mask_values(m, for_raster=True))
+        return _write_raster_mask(p, _mask_values(m, for_raster=True), overwrite)
     if ext not in MASK_VOLUME_EXTENSIONS:
         allowed = " ".join(MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS)
         raise UserError(f"{p}: cannot write a mask as {ext or '(no extension)'!r} (use one of: {allowed})")
@@ -401,15 +419,23 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
         img.SetSpacing(like.spacing)
         img.SetOrigin(like.origin)
         img.SetDirection(like.direction)
-    with atomic_output(p) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=ext != ".nii")
+    with atomic_output(p, exclusive=not overwrite) as tmp:
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=ext != ".nii")
+        except RuntimeError as exc:
+            raise UserError(f"{p}: could not write the mask ({_first_line(exc)})") from None
     return p
 
 
-def _write_raster_mask(path: Path, values: np.ndarray) -> Path:
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
+def _write_raster_mask(path: Path, values: np.ndarray, overwrite: bool = True) -> Path:
     import cv2
 
-    with atomic_output(path) as tmp:
+    with atomic_output(path, exclusive=not overwrite) as tmp:
         if not cv2.imwrite(str(tmp), values):
             raise UserError(f"{path}: could not write the mask image")
     return path
