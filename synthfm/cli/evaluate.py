@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 import time
 from pathlib import Path
 
@@ -79,6 +81,8 @@ def main(data, methods, out, overwrite, prompts, interactive, seed, min_area, ns
 
         methods = ("default", *CLASSICAL_METHODS)
     settings = _settings(prompts)
+    if not math.isfinite(nsd_tolerance):
+        raise UserError(f"--nsd-tolerance must be a finite number of pixels, got {nsd_tolerance}")
     _check_out_dir(out, overwrite)
     datasets, pseudo = find_datasets(list(data), include_pseudo=include_pseudo)
     built = build_methods(list(methods), sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,

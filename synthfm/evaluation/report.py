@@ -205,8 +205,10 @@ def write_overlays(folder: str | Path, examples: dict[tuple[str, str], dict[str,
             path = out / f"{_safe(dataset)}__{_safe(method)}__{which}.png"
             write_overlay(path, render_example(ex))
             written.append(path)
-    for stale in set(out.glob("*.png")) - set(written):
-        stale.unlink()
+    # only overlays this command names (<dataset>__<method>__best|worst.png): a user's own PNG stays
+    for stale in (set(out.glob("*__*__best.png")) | set(out.glob("*__*__worst.png"))) - set(written):
+        if stale not in written:
+            stale.unlink()
     return written
 
 

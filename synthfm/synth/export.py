@@ -102,12 +102,66 @@ class _Call:
         return _write_one(self.job, index)
 
 
+STAGING_PREFIX = ".synthfm-generate-"
+
+
+def _stale_staging(out: Path) -> list[Path]:
+    """Staging folders left by a killed run (their process no longer exists)."""
+    stale = []
+    for entry in out.glob(STAGING_PREFIX + "*"):
+        pid = entry.name[len(STAGING_PREFIX):].split("-")[0]
+        if entry.is_dir() and not (pid.isdigit() and _alive(int(pid))):
+            stale.append(entry)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_output_folder(out: Path, overwrite: bool) -> None:
-    """Raise UserError unless ``out`` is missing, an empty folder, or ``overwrite`` is set."""
+    """Raise UserError unless ``out`` is missing, an empty folder, or ``overwrite`` is set.
+
+    Staging folders of killed runs do not count (they are removed when the run starts).  With
+    ``overwrite``, images/ and labels/ may hold only the files the previous run listed in its
+    targets.json: replacing them must not delete anything generate did not write.
+    """
     if out.exists() and not out.is_dir():
         raise UserError(f"output path exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir():
+        return
+    stale = set(_stale_staging(out))
+    if any(e not in stale for e in out.iterdir()) and not overwrite:
         raise UserError(f"output folder is not empty (pass --overwrite to replace its samples): {out}")
+    if overwrite:
+        _check_only_ours(out)
+
+
+def _check_only_ours(out: Path) -> None:
+    present = [out / d for d in ("images", "labels") if (out / d).exists()]
+    if not present:
+        return
+    listed: set[str] = set()
+    try:
+        manifest = json.loads((out / "targets.json").read_text())
+        for record in manifest["samples"]:
+            listed.update((record["image"], record["labels"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--overwrite refuses to replace {present[0]}: {out} has no readable targets.json, so "
+                        "these are not files generate wrote; choose another --out") from None
+    for folder in present:
+        if not folder.is_dir():
+            raise UserError(f"--overwrite refuses to replace {folder}: not a folder generate wrote")
+        for entry in folder.iterdir():
+            if f"{folder.name}/{entry.name}" not in listed:
+                raise UserError(f"--overwrite refuses to replace {folder}: it holds {entry.name}, which generate "
+                                "did not write; move it away first")
 
 
 def write_dataset(
@@ -129,7 +183,9 @@ def write_dataset(
     out = Path(out)
     check_output_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthfm-generate-", dir=out))
+    for stale in _stale_staging(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         (staging / "images").mkdir()
         (staging / "labels").mkdir()
