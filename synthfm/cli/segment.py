@@ -170,6 +170,9 @@ def _load_input(path: Path, slice_index: int | None, axis: str):
         if slice_index is not None:
             raise UserError(f"--slice applies to volumes only; {path} is a 2D image")
         _check_finite(loaded.array, str(path))
+        if "exif_orientation" in loaded.meta:
+            click.echo(f"note: {path} has EXIF orientation {loaded.meta['exif_orientation']} (viewers rotate or flip it); "
+                       "clicks and the mask are in the stored pixel frame, not the displayed one", err=True)
         return loaded, loaded.array, None, ""
     n = loaded.num_slices(axis)
     if slice_index is None:

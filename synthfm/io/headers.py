@@ -128,3 +128,42 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     if _TIFF_WIDTH in found and _TIFF_LENGTH in found:
         return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
     return None
+
+
+def exif_orientation(data: bytes) -> int | None:
+    """The EXIF Orientation (1..8) of a JPEG (APP1 ``Exif``), or None when absent.
+
+    synthfm reads pixels as stored (OpenCV ``IMREAD_UNCHANGED`` ignores this tag), so clicks and
+    masks are in the stored frame; the commands print a note when the tag asks viewers to rotate.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(data[i + 10 : i + 2 + length])
+        if marker == 0xDA:
+            return None
+        i += 2 + length
+    return None
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return None
+    end = "<" if tiff[:2] == b"II" else ">"
+    (offset,) = struct.unpack(end + "I", tiff[4:8])
+    if offset + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack(end + "H", tiff[offset : offset + 2])
+    for k in range(min(count, 512)):
+        entry = offset + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            break
+        tag, kind = struct.unpack(end + "HH", tiff[entry : entry + 4])
+        if tag == 0x0112 and kind == 3:
+            (value,) = struct.unpack(end + "H", tiff[entry + 8 : entry + 10])
+            return int(value) if 1 <= value <= 8 else None
+    return None

@@ -37,7 +37,7 @@ import numpy as np
 
 from synthfm.io.atomic import atomic_output
 from synthfm.errors import ImageReadError, UserError
-from synthfm.io.headers import check_pixel_count, raster_size
+from synthfm.io.headers import check_pixel_count, exif_orientation, raster_size
 
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -169,6 +169,7 @@ def _read_raster(path: Path, ext: str) -> LoadedImage:
     header_size = raster_size(data)
     if header_size is not None:
         check_pixel_count(path, header_size)
+    orientation = exif_orientation(data) if fmt == "JPEG" else None
     with _quiet_opencv():
         if fmt == "TIFF":
             pages = cv2.imcount(str(path))
@@ -192,7 +193,7 @@ def _read_raster(path: Path, ext: str) -> LoadedImage:
     return LoadedImage(
         array=np.ascontiguousarray(arr), kind="2d", spacing=(1.0, 1.0), origin=(0.0, 0.0),
         direction=(1.0, 0.0, 0.0, 1.0), modality=None, path=path, format=fmt,
-        meta={"dtype": str(arr.dtype)},
+        meta={"dtype": str(arr.dtype), **({"exif_orientation": orientation} if orientation not in (None, 1) else {})},
     )
 
 
@@ -220,6 +221,11 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
     try:
         reader.ReadImageInformation()
     except RuntimeError:
+        from synthfm.io.nifti import unreadable_reason
+
+        why = unreadable_reason(path) if fmt == "NIfTI" else None
+        if why:
+            raise ImageReadError(f"{path}: a valid NIfTI file that cannot be used: {why}") from None
         raise ImageReadError(f"{path}: cannot read {fmt} header (corrupt, truncated or not a {fmt} file)") from None
     check_pixel_count(path, reader.GetSize())
     _check_spacing(path, reader.GetSpacing())
@@ -241,6 +247,10 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
         raise ImageReadError(f"{path}: cannot read {fmt} pixel data (corrupt or truncated file)") from None
     components = img.GetNumberOfComponentsPerPixel()
     arr = _array_of(img)
+    if fmt == "NIfTI" and components == 1:
+        from synthfm.io.nifti import restore_nans
+
+        restore_nans(path, arr)  # ITK reads NaN voxels as 0
     if dim == 3 and components != 1:
         raise ImageReadError(f"{path}: volumes with {components} components per voxel are not supported")
     if dim == 2 and components not in (1, 3):

@@ -109,10 +109,12 @@ def _looks_like_pickle(head: bytes) -> bool:
 
 def _read_header(path: str | os.PathLike) -> tuple[Path, dict]:
     """Validate the safetensors framing of ``path`` and return its parsed JSON header."""
+    from synthfm.io.safe_inputs import check_regular_file
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise CheckpointError(f"checkpoint not found: {p}")
-    size = p.stat().st_size
+    size = check_regular_file(p, "checkpoint", error=CheckpointError).st_size
     header = None
     with open(p, "rb") as fh:
         head = fh.read(8)
