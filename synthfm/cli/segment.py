@@ -122,8 +122,8 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
 
 def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
                         stop_area, stop_score, out_path, overlay_path, input_path, overwrite) -> None:
-    from synthfm.inference.overlays import render_overlay, write_overlay
-    from synthfm.io.images import slice_of, write_mask
+    from synthfm.inference.overlays import render_overlay
+    from synthfm.io.images import slice_of
     from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
 
     config = PropagationConfig(min_area_fraction=stop_area, min_score=stop_score)
@@ -135,9 +135,7 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
     if overlay_path is not None:
         slices.set_slice(slice_index)
         overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, slice_index, axis), coords, labels, box)
-    write_mask(out_path, result.mask, like=loaded, overwrite=overwrite)
-    if overlay is not None:
-        write_overlay(overlay_path, overlay, overwrite=overwrite)
+    _commit(out_path, result.mask, loaded, overlay_path, overlay, overwrite)
     click.echo(
         f"{input_path} slice {slice_index} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
         f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
@@ -208,11 +206,21 @@ def _resolve_window(loaded, preset):
 
 def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box,
                    overwrite: bool = True) -> None:
-    from synthfm.inference.overlays import render_overlay, write_overlay
-    from synthfm.io.images import embed_slice, write_mask
+    from synthfm.inference.overlays import render_overlay
+    from synthfm.io.images import embed_slice
 
     result = embed_slice(loaded.array.shape, slice_index, axis, mask) if loaded.kind == "3d" else mask
     overlay = None if overlay_path is None else render_overlay(image8, mask, coords, labels, box)
-    write_mask(out_path, result, like=loaded, overwrite=overwrite)
+    _commit(out_path, result, loaded, overlay_path, overlay, overwrite)
+
+
+def _commit(out_path, mask, loaded, overlay_path, overlay, overwrite: bool) -> None:
+    """Mask and overlay written as one step: both verified before either replaces a file."""
+    from synthfm.inference.overlays import write_overlay
+    from synthfm.io.atomic import write_together
+    from synthfm.io.images import write_mask
+
+    jobs = [(out_path, lambda tmp: write_mask(out_path, mask, like=loaded, into=tmp))]
     if overlay is not None:
-        write_overlay(overlay_path, overlay, overwrite=overwrite)
+        jobs.append((overlay_path, lambda tmp: write_overlay(overlay_path, overlay, into=tmp)))
+    write_together(jobs, exclusive=not overwrite)

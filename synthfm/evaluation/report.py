@@ -41,7 +41,19 @@ OUTPUT_FILES = ("per_object.csv", "summary.json", "summary.md", "dice.png")
 def write_report(out_dir: str | Path, result: EvaluationResult, overlays: bool = True) -> dict:
     """Write every output into ``out_dir`` (created if needed); returns the summary dict."""
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_report(out, result, overlays)
+    except BaseException:
+        if created:  # a failed report into a new folder (a full disk) leaves no folder behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_report(out: Path, result: EvaluationResult, overlays: bool) -> dict:
     summary = summarise(result)
     write_per_object_csv(out / "per_object.csv", result.rows)
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())

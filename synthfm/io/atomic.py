@@ -15,7 +15,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from synthfm.errors import UserError
 
@@ -74,6 +74,21 @@ def atomic_output(path: str | os.PathLike, *, exclusive: bool = False, verify: b
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def write_together(jobs: "list[tuple[Path, Callable[[Path], None]]]", *, exclusive: bool = False) -> None:
+    """Write several files as one step: each ``write(tmp)`` fills a temporary file; all are
+    verified and synced before the first one is renamed into place, so a full disk while writing
+    the second file (e.g. the overlay) leaves the first (the mask) as it was, too."""
+    from synthfm.io.verify import verify_written
+
+    with contextlib.ExitStack() as stack:
+        staged = [(stack.enter_context(atomic_output(path, exclusive=exclusive)), path, write) for path, write in jobs]
+        for tmp, path, write in staged:
+            write(tmp)
+        for tmp, path, _ in staged:
+            verify_written(tmp, Path(path))
+            fsync_path(tmp)
 
 
 def fsync_path(path: Path) -> None:

@@ -397,7 +397,8 @@ def _mask_values(mask: np.ndarray, for_raster: bool) -> np.ndarray:
     return m.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
-def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None, *, overwrite: bool = True) -> Path:
+def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None, *, overwrite: bool = True,
+               into: Path | None = None) -> Path:
     """Write a mask atomically; the format follows the extension of ``path``.
 
     2D masks: ``.png``/``.bmp``/``.tif`` (uint8, 0/255 for bool, label ids as is; uint16 if ids
@@ -405,6 +406,8 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
     ``.nrrd``/``.mha`` (uint8 0/1 for bool) with ``like``'s spacing, origin and direction.
     ``mask`` must have ``like``'s spatial shape.  An existing file is replaced only on success (the
     new one verified first); with ``overwrite=False`` an existing file is never replaced (UserError).
+    into: write the file's bytes to this (temporary) path instead, in ``path``'s format; the caller
+    moves it into place (:func:`synthfm.io.atomic.write_together`).
     """
     import SimpleITK as sitk
 
@@ -418,7 +421,7 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
     if ext in MASK_RASTER_EXTENSIONS:
         if m.ndim != 2:
             raise UserError(f"{p}: a {ext} file holds one 2D mask; write volumes as {' or '.join(MASK_VOLUME_EXTENSIONS)}")
-        return _write_raster_mask(p, _mask_values(m, for_raster=True), overwrite)
+        return _write_raster_mask(p, _mask_values(m, for_raster=True), overwrite, into)
     if ext not in MASK_VOLUME_EXTENSIONS:
         allowed = " ".join(MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS)
         raise UserError(f"{p}: cannot write a mask as {ext or '(no extension)'!r} (use one of: {allowed})")
@@ -429,7 +432,7 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
         img.SetSpacing(like.spacing)
         img.SetOrigin(like.origin)
         img.SetDirection(like.direction)
-    with atomic_output(p, exclusive=not overwrite) as tmp:
+    with _target(p, overwrite, into) as tmp:
         try:
             sitk.WriteImage(img, str(tmp), useCompression=ext != ".nii")
         except RuntimeError as exc:
@@ -437,15 +440,19 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
     return p
 
 
+def _target(path: Path, overwrite: bool, into: Path | None):
+    return contextlib.nullcontext(into) if into is not None else atomic_output(path, exclusive=not overwrite)
+
+
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:200]
 
 
-def _write_raster_mask(path: Path, values: np.ndarray, overwrite: bool = True) -> Path:
+def _write_raster_mask(path: Path, values: np.ndarray, overwrite: bool = True, into: Path | None = None) -> Path:
     import cv2
 
-    with atomic_output(path, exclusive=not overwrite) as tmp:
+    with _target(path, overwrite, into) as tmp:
         if not cv2.imwrite(str(tmp), values):
             raise UserError(f"{path}: could not write the mask image")
     return path

@@ -182,7 +182,18 @@ def write_dataset(
     """
     out = Path(out)
     check_output_folder(out, overwrite)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_into(recipe, out, n, size, seed, workers, progress)
+    except BaseException:
+        if created:  # a failed run into a new folder leaves no folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_into(recipe: Recipe, out: Path, n: int, size: int, seed: int, workers: int,
+                progress: Callable[[int], None] | None) -> Path:
     for stale in _stale_staging(out):
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
