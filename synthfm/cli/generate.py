@@ -49,6 +49,6 @@ def generate(recipe: str, n: int, size: int, seed: int, workers: int, out: str, 
     loaded = load_recipe(recipe)
     check_output_folder(Path(out), overwrite)
     keep_freed_memory()  # this process only generates from here on
-    with tqdm(total=n, unit="img", desc="generate", dynamic_ncols=True) as bar:
+    with tqdm(total=n, unit="img", desc="generate", dynamic_ncols=True, disable=None) as bar:
         manifest = write_dataset(loaded, out, n, size, seed=seed, workers=workers, overwrite=overwrite, progress=bar.update)
     click.echo(f"wrote {n} samples of recipe {loaded.name!r} to {Path(out)} ({manifest.name}, gallery.png)")

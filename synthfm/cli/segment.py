@@ -67,6 +67,8 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
 
     if not points and box is None:
         raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
+    if not 0.0 <= stop_area < 1.0:  # click's FloatRange lets nan through
+        raise UserError(f"--stop-area must be a number in [0, 1), got {stop_area}")
     preset = parse_preset(window)
     dev = resolve_device(device)
     out_ext = file_extension(out_path)
@@ -94,6 +96,7 @@ def segment(input_path, points, negatives, box, slice_index, axis, window, model
         raise UserError(f"--propagate needs a volume; {input_path} is a 2D image")
     coords, labels = _clicks(points, negatives)
     check_prompts_inside(coords, box, image.shape[:2], box_name="--box")
+    coords = None if coords is None else coords.astype(np.float32)
 
     predictor = Predictor.from_checkpoint(model_source, device=dev, allow_untrained=allow_untrained)
     window_obj = _resolve_window(loaded, preset)
@@ -192,7 +195,7 @@ def _clicks(points, negatives) -> tuple[np.ndarray | None, np.ndarray | None]:
     pairs = list(points) + list(negatives)
     if not pairs:
         return None, None
-    coords = np.asarray(pairs, dtype=np.float32).reshape(-1, 2)
+    coords = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)  # float64: 1e308 must not overflow before the check
     labels = np.asarray([1] * len(points) + [0] * len(negatives), dtype=np.int64)
     return coords, labels
 

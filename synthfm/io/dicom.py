@@ -47,11 +47,16 @@ def is_dicom_file(path: Path) -> bool:
 def _rescaled(arr: np.ndarray, ds) -> tuple[np.ndarray, dict]:
     """Apply RescaleSlope/Intercept; stays integer when both are integers (CT HU stays int)."""
     try:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
+        given = ds.get("RescaleSlope", None)
+        zero_slope = given not in (None, "") and float(given) == 0
+        slope = float(given or 1)
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
     except (TypeError, ValueError):
         raise ImageReadError(f"{getattr(ds, 'filename', 'DICOM file')}: RescaleSlope/RescaleIntercept are not numbers "
                              f"({ds.get('RescaleSlope')!r}, {ds.get('RescaleIntercept')!r})") from None
+    if zero_slope:
+        raise ImageReadError(f"{getattr(ds, 'filename', 'DICOM file')}: invalid RescaleSlope 0 (every pixel would read "
+                             "as the intercept)")
     if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
         raise ImageReadError(f"{getattr(ds, 'filename', 'DICOM file')}: invalid RescaleSlope {slope} / RescaleIntercept {intercept}")
     info = {"rescale_slope": slope, "rescale_intercept": intercept}

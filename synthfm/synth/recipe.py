@@ -474,8 +474,8 @@ def resolve_recipe_path(path_or_name: str | Path) -> Path:
     """A path to an existing file, or a bare name looked up as ``synthfm/synth/recipes/<name>.yaml`` (package data)."""
     text = str(path_or_name)
     p = Path(text).expanduser()
-    if p.is_file():
-        return p
+    if p.is_file() or (p.exists() and not p.is_dir()):
+        return p  # a FIFO or device is refused with its own reason by load_recipe
     is_bare = isinstance(path_or_name, str) and "/" not in text and "\\" not in text and p.suffix == ""
     if is_bare and text:
         candidate = RECIPES_DIR / f"{text}.yaml"
