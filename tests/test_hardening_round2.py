@@ -186,3 +186,22 @@ def test_unprivileged_user_cannot_read_input(assets, tmp_path):  # noqa: F811
     code = run_click(cli, ["segment", str(secret), "--point", "20,20", "--model", str(assets.model),
                            "--out", str(tmp_path / "m.png")], prog_name="synthfm")
     assert code != 0
+
+
+def test_generate_into_a_new_folder_does_not_replace_another_runs_samples(tmp_path, monkeypatch):
+    import synthfm.synth.export as export
+    from synthfm.errors import UserError
+    from synthfm.synth.recipe import load_recipe
+
+    out = tmp_path / "synth"
+    real = export.save_gallery
+
+    def racing_gallery(path, *args, **kwargs):
+        (out / "targets.json").write_text('{"written": "by the other run"}')  # the other run finished first
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(export, "save_gallery", racing_gallery)
+    with pytest.raises(UserError, match="targets.json from another run meanwhile"):
+        export.write_dataset(load_recipe("synthfm"), out, 1, 64)
+    assert json.loads((out / "targets.json").read_text()) == {"written": "by the other run"}
+    assert not list(out.glob(".synthfm-generate-*"))

@@ -14,6 +14,7 @@ when the whole run succeeded, so a failed or interrupted run leaves ``DIR`` as i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -182,18 +183,22 @@ def write_dataset(
     """
     out = Path(out)
     check_output_folder(out, overwrite)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        return _write_into(recipe, out, n, size, seed, workers, progress)
+        out.mkdir(parents=True)  # race-free: only the run that made the folder may remove it
+        created = True
+    except FileExistsError:
+        created = False
+    try:
+        return _write_into(recipe, out, n, size, seed, workers, progress, overwrite)
     except BaseException:
-        if created:  # a failed run into a new folder leaves no folder behind
-            shutil.rmtree(out, ignore_errors=True)
+        if created:  # a failed run into a new folder leaves no folder behind (if nobody else wrote into it)
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise
 
 
 def _write_into(recipe: Recipe, out: Path, n: int, size: int, seed: int, workers: int,
-                progress: Callable[[int], None] | None) -> Path:
+                progress: Callable[[int], None] | None, overwrite: bool) -> Path:
     for stale in _stale_staging(out):
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
@@ -211,14 +216,22 @@ def _write_into(recipe: Recipe, out: Path, n: int, size: int, seed: int, workers
         manifest = {"recipe": recipe_to_dict(recipe), "seed": int(seed), "size": int(size), "n": int(n), "samples": records}
         atomic_write_bytes(staging / "targets.json", json.dumps(manifest, indent=1).encode("utf-8"))
         save_gallery(staging / "gallery.png", tiles, [f"{r['index']}: {r['module']}/{r['flavour']}" for r in records])
-        _swap_in(staging, out)
+        _swap_in(staging, out, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "targets.json"
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Move the staged outputs over the old ones (old ones go to the staging folder, then away)."""
+def _swap_in(staging: Path, out: Path, overwrite: bool = True) -> None:
+    """Move the staged outputs over the old ones (old ones go to the staging folder, then away).
+
+    Without ``overwrite`` nothing is replaced: outputs that appeared meanwhile (another run into
+    the same new folder) make this run fail instead of both "succeeding".
+    """
+    if not overwrite:
+        taken = [name for name in OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
+        if taken:
+            raise UserError(f"{out} received {taken[0]} from another run meanwhile; pass --overwrite to replace it")
     for name in OUTPUTS:
         target = out / name
         if target.exists() or target.is_symlink():

@@ -608,6 +608,9 @@ def _cases() -> tuple[Case, ...]:
           r"--nsd-tolerance must be a finite number"),
         C("eval_nsd_inf", "evaluate", "--nsd-tolerance inf", lambda d, a: _eval(_dataset(d), d / "eval_out", "--nsd-tolerance", "inf"),
           r"--nsd-tolerance must be a finite number"),
+        C("eval_interactive_huge", "evaluate", "--interactive 1000000 clicks",
+          lambda d, a: _eval(_dataset(d), d / "eval_out", "--interactive", "1000000"),
+          r"Invalid value for '--interactive': 1000000 is not in the range 0<=x<=100"),
         C("eval_fifo_image", "evaluate", "a dataset whose image is a FIFO", _eval_fifo_case,
           r"no object to evaluate .*case00.*FIFO"),
         # --- 7. races
