@@ -10,7 +10,8 @@
   interrupted), :meth:`RunGuard.failed` removes the new run's files and moves the previous run
   back.  After a SIGKILL in that window ``.previous-run`` is still there; the next ``--overwrite``
   keeps it as the set-aside run, and the error message of a plain run names it.
-* A fresh run that fails before its first checkpoint leaves nothing (the folder too, if it made it).
+* A fresh run that fails before writing anything (e.g. a full disk) leaves no folder behind; one
+  that fails later keeps its config.json, so ``--resume`` starts it again, as after a kill.
 """
 
 from __future__ import annotations
@@ -82,11 +83,15 @@ class RunGuard:
             shutil.rmtree(self.previous, ignore_errors=True)
 
     def failed(self) -> None:
-        """Undo a session that ends before its first checkpoint (never touches a resumed run)."""
+        """Undo an --overwrite session that ends before its first checkpoint: its files go, the
+        set-aside run comes back.  A fresh run keeps what it wrote (its config.json makes it
+        resumable, as after a kill); only a folder it made and left empty is removed.  A resumed
+        run is never touched."""
         if self.is_committed or self.resume:
             return
         with contextlib.suppress(OSError):
-            self._remove_run_files()
+            if self.set_aside:
+                self._remove_run_files()
             if self.set_aside and self.previous.is_dir():
                 for entry in self.previous.iterdir():
                     os.replace(entry, self.out / entry.name)
