@@ -51,6 +51,7 @@ def main(checkpoints, data, focus, flip, limit, threads, json_path):
     torch.set_num_threads(threads)
     datasets, _ = find_datasets([Path(data)])
     methods = []
+    names = _unique_names(checkpoints)
     for path in checkpoints:
         modes = {"both": [True, False], "on": [True], "off": [False], "model": [None]}
         for focus_mode in modes[focus]:
@@ -60,7 +61,7 @@ def main(checkpoints, data, focus, flip, limit, threads, json_path):
                     predictor.focus = focus_mode
                 if flip_mode is not None:
                     predictor.flip_tta = flip_mode
-                label = Path(path).stem + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "")
+                label = names[path] + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "")
                 methods.append(PredictorMethod(label, predictor))
     protocol = EvalProtocol(settings=((1, 0), (3, 0), (1, 2), (3, 2)), seed=0, min_area=0.001, nsd_tolerance=2.0,
                             interactive=0, limit_objects=limit, include_pseudo=False)
@@ -84,6 +85,12 @@ def main(checkpoints, data, focus, flip, limit, threads, json_path):
     if json_path:
         Path(json_path).write_text(json.dumps({"table": table, "classical_best": CLASSICAL_BEST, "limit": limit,
                                                "seconds": round(elapsed, 1)}, indent=1))
+
+
+def _unique_names(paths) -> dict[str, str]:
+    """File stem per checkpoint, or parent/stem where two stems collide (rows are pooled by name)."""
+    stems = [Path(p).stem for p in paths]
+    return {p: (s if stems.count(s) == 1 else f"{Path(p).parent.name}/{s}") for p, s in zip(paths, stems)}
 
 
 if __name__ == "__main__":

@@ -21,13 +21,15 @@ def test_atomic_output_keeps_old_file_on_failure(tmp_path):
 
 
 def test_atomic_write_replaces_on_success(tmp_path):
+    import gzip
+
     target = tmp_path / "vol.nii.gz"
-    atomic_write_bytes(target, b"new")
-    assert target.read_bytes() == b"new"
+    atomic_write_bytes(target, gzip.compress(b"new"))  # written files are verified: real gzip data
+    assert gzip.decompress(target.read_bytes()) == b"new"
     with atomic_output(target) as tmp:
         assert "".join(tmp.suffixes).endswith(".nii.gz")
-        tmp.write_bytes(b"newer")
-    assert target.read_bytes() == b"newer"
+        tmp.write_bytes(gzip.compress(b"newer"))
+    assert gzip.decompress(target.read_bytes()) == b"newer"
 
 
 def test_check_writable_output(tmp_path):
@@ -42,7 +44,7 @@ def test_check_writable_output(tmp_path):
 
 
 def test_atomic_output_has_normal_permissions(tmp_path):
-    target = tmp_path / "out.png"
+    target = tmp_path / "out.txt"
     atomic_write_bytes(target, b"x")
     mask = os.umask(0o022)
     os.umask(mask)

@@ -85,8 +85,14 @@ def assets(tmp_path_factory) -> Assets:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    def digest(p: Path) -> str:
+        if p.is_symlink():
+            return "link:" + os.readlink(p)
+        if p.is_file():
+            return hashlib.sha256(p.read_bytes()).hexdigest()
+        return "dir" if p.is_dir() else "special"
+
+    return {str(p.relative_to(folder)): digest(p) for p in sorted(folder.rglob("*"))}
 
 
 def _run(case, argv: list[str], capsys) -> tuple[int, str, str]:
@@ -104,6 +110,11 @@ def _run(case, argv: list[str], capsys) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input(case, assets, tmp_path, capsys, monkeypatch):
+    check_case(case, assets, tmp_path, capsys, monkeypatch)
+
+
+def check_case(case, assets, tmp_path, capsys, monkeypatch) -> None:
+    """Run one corpus case and check the contract (module docstring of bad_inputs/corpus.py)."""
     if case.needs_read_only and assets.read_only is None:
         pytest.skip("no folder that this process cannot write into")
     monkeypatch.delenv("SYNTHFM_DEBUG", raising=False)
@@ -112,6 +123,9 @@ def test_bad_input(case, assets, tmp_path, capsys, monkeypatch):
     d.mkdir()
     argv = case.argv(d, assets)
     before = _snapshot(d)
+    if case.patch is not None:
+        assert not case.in_subprocess, "patches apply in-process only"
+        case.patch(monkeypatch, d, assets)
     if case.needs_read_only:
         assert not (assets.read_only / "mask.png").exists()
     code, out, err = _run(case, argv, capsys)

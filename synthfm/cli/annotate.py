@@ -26,6 +26,41 @@ def check_display() -> None:
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("no display: synthfm annotate opens a napari window (set DISPLAY, or run it under xvfb-run); "
                         "use synthfm segment for scripted runs")
+    display = os.environ.get("DISPLAY")
+    if display and not os.environ.get("WAYLAND_DISPLAY") and not x_display_reachable(display):
+        # Qt would abort the process with several lines of xcb errors
+        raise UserError(f"cannot connect to the X display {display!r} (no X server there?); set DISPLAY to a "
+                        "running one, or run under xvfb-run")
+
+
+def x_display_reachable(display: str, timeout: float = 2.0) -> bool:
+    """Whether an X server accepts connections at ``display`` (``:N``, ``unix:N``, ``host:N``, ``:N.S``).
+
+    Only the socket is tried (no X protocol); an unparseable name counts as reachable, so Qt decides.
+    """
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:([^:/]*)/)?([^:]*):(\d+)(?:\.\d+)?", display.strip())
+    if not m:
+        return True
+    host, number = m.group(2), int(m.group(3))
+    try:
+        if host in ("", "unix"):
+            path = f"/tmp/.X11-unix/X{number}"
+            for address in (path, "\0" + path):  # file socket, then Linux abstract socket
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(timeout)
+                    try:
+                        sock.connect(address)
+                        return True
+                    except OSError:
+                        continue
+            return False
+        with socket.create_connection((host, 6000 + number), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def import_napari():

@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 import time
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the outputs in a non-empty --out folder.")
 @click.option("--prompt", "prompts", multiple=True, metavar="P,N",
               help="Prompt setting: P positive and N negative clicks; repeatable. Default: 1,0 3,0 1,2 3,2.")
-@click.option("--interactive", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--interactive", type=click.IntRange(min=0, max=100), default=0, show_default=True,
               help="Also run the interactive protocol with this many clicks (0 = off).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the click simulation.")
 @click.option("--min-area", type=click.FloatRange(0.0, 1.0), default=0.001, show_default=True,
@@ -79,6 +81,8 @@ def main(data, methods, out, overwrite, prompts, interactive, seed, min_area, ns
 
         methods = ("default", *CLASSICAL_METHODS)
     settings = _settings(prompts)
+    if not math.isfinite(nsd_tolerance):
+        raise UserError(f"--nsd-tolerance must be a finite number of pixels, got {nsd_tolerance}")
     _check_out_dir(out, overwrite)
     datasets, pseudo = find_datasets(list(data), include_pseudo=include_pseudo)
     built = build_methods(list(methods), sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
@@ -94,7 +98,7 @@ def main(data, methods, out, overwrite, prompts, interactive, seed, min_area, ns
         first = result.skipped[0] if result.skipped else None
         why = f"; first skip: {first['dataset']}/{first['case']}: {first['reason']}" if first else ""
         raise UserError(f"no object to evaluate (every case was skipped or had no object above --min-area){why}")
-    summary = write_report(out, result, overlays=not no_overlays)
+    summary = write_report(out, result, overlays=not no_overlays, overwrite=overwrite)
     elapsed = time.perf_counter() - start
     click.echo(summary_markdown(summary))
     n_objects = sum(d["objects"] for d in result.datasets.values())

@@ -7,6 +7,10 @@ import click
 from synthfm.errors import UserError
 
 
+MAX_SIZE = 4096  # one 4096 px sample already takes seconds and ~1 GB while it is made
+MAX_SAMPLES = 10_000_000
+
+
 @click.command("generate")
 @click.option("--recipe", default="synthfm", show_default=True, help="Recipe YAML path or bare name of a shipped recipe (synthfm, shape_only, boundary_only).")
 @click.option("-n", "--num", "n", type=int, default=64, show_default=True, help="Number of samples.")
@@ -21,6 +25,14 @@ def generate(recipe: str, n: int, size: int, seed: int, workers: int, out: str, 
         raise UserError(f"-n must be > 0, got {n}")
     if size < 32:
         raise UserError(f"--size must be >= 32, got {size}")
+    if size > MAX_SIZE:
+        raise UserError(f"--size must be at most {MAX_SIZE}, got {size}")
+    if n > MAX_SAMPLES:
+        raise UserError(f"-n must be at most {MAX_SAMPLES}, got {n}")
+    if workers > 256:
+        raise UserError(f"--workers must be at most 256, got {workers}")
+    if seed >= 2**63:
+        raise UserError(f"--seed must be below 2**63, got {seed}")
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
     if seed < 0:
@@ -37,6 +49,6 @@ def generate(recipe: str, n: int, size: int, seed: int, workers: int, out: str, 
     loaded = load_recipe(recipe)
     check_output_folder(Path(out), overwrite)
     keep_freed_memory()  # this process only generates from here on
-    with tqdm(total=n, unit="img", desc="generate", dynamic_ncols=True) as bar:
+    with tqdm(total=n, unit="img", desc="generate", dynamic_ncols=True, disable=None) as bar:
         manifest = write_dataset(loaded, out, n, size, seed=seed, workers=workers, overwrite=overwrite, progress=bar.update)
     click.echo(f"wrote {n} samples of recipe {loaded.name!r} to {Path(out)} ({manifest.name}, gallery.png)")

@@ -91,6 +91,8 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
 
     if not points and box is None:
         raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
+    if not 0.0 <= stop_area < 1.0:  # click's FloatRange lets nan through
+        raise UserError(f"--stop-area must be a number in [0, 1), got {stop_area}")
     preset = parse_preset(window)
     dev = resolve_device(device)
     out_ext = file_extension(out_path)
@@ -118,12 +120,13 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
         raise UserError(f"--propagate needs a volume; {input_path} is a 2D image")
     coords, labels = _clicks(points, negatives)
     check_prompts_inside(coords, box, image.shape[:2], box_name="--box")
+    coords = None if coords is None else coords.astype(np.float32)
 
     predictor = Predictor.from_checkpoint(model_source, device=dev, allow_untrained=allow_untrained)
     window_obj = _resolve_window(loaded, preset)
     if propagate:
         _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
-                            stop_area, stop_score, out_path, overlay_path, input_path)
+                            stop_area, stop_score, out_path, overlay_path, input_path, overwrite)
         return
     predictor.set_image(image, preset=window_obj)
     masks, scores, _ = predictor.predict(
@@ -134,7 +137,8 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
     best = int(np.argmax(scores))
     mask = masks[best]
 
-    _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, predictor.image_uint8, coords, labels, box)
+    _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, predictor.image_uint8, coords, labels, box,
+                   overwrite)
     chosen = (f"mask {best + 1}/3 (scores {', '.join(f'{s:.3f}' for s in scores)})" if multimask
               else f"score {score_text(float(scores[0]))}")
     click.echo(
@@ -144,9 +148,9 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
 
 
 def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
-                        stop_area, stop_score, out_path, overlay_path, input_path) -> None:
-    from synthfm.inference.overlays import render_overlay, write_overlay
-    from synthfm.io.images import slice_of, write_mask
+                        stop_area, stop_score, out_path, overlay_path, input_path, overwrite) -> None:
+    from synthfm.inference.overlays import render_overlay
+    from synthfm.io.images import slice_of
     from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
 
     config = PropagationConfig(min_area_fraction=stop_area, min_score=stop_score)
@@ -158,9 +162,7 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
     if overlay_path is not None:
         slices.set_slice(slice_index)
         overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, slice_index, axis), coords, labels, box)
-    write_mask(out_path, result.mask, like=loaded)
-    if overlay is not None:
-        write_overlay(overlay_path, overlay)
+    _commit(out_path, result.mask, loaded, overlay_path, overlay, overwrite)
     click.echo(
         f"{input_path} slice {slice_index} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
         f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {out_path}"
@@ -193,6 +195,9 @@ def _load_input(path: Path, slice_index: int | None, axis: str):
         if slice_index is not None:
             raise UserError(f"--slice applies to volumes only; {path} is a 2D image")
         _check_finite(loaded.array, str(path))
+        if "exif_orientation" in loaded.meta:
+            click.echo(f"note: {path} has EXIF orientation {loaded.meta['exif_orientation']} (viewers rotate or flip it); "
+                       "clicks and the mask are in the stored pixel frame, not the displayed one", err=True)
         return loaded, loaded.array, None, ""
     n = loaded.num_slices(axis)
     if slice_index is None:
@@ -214,7 +219,7 @@ def _clicks(points, negatives) -> tuple[np.ndarray | None, np.ndarray | None]:
     pairs = list(points) + list(negatives)
     if not pairs:
         return None, None
-    coords = np.asarray(pairs, dtype=np.float32).reshape(-1, 2)
+    coords = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)  # float64: 1e308 must not overflow before the check
     labels = np.asarray([1] * len(points) + [0] * len(negatives), dtype=np.int64)
     return coords, labels
 
@@ -226,12 +231,23 @@ def _resolve_window(loaded, preset):
     return resolve_window(loaded.array, preset, loaded.modality)
 
 
-def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box) -> None:
-    from synthfm.inference.overlays import render_overlay, write_overlay
-    from synthfm.io.images import embed_slice, write_mask
+def _write_outputs(loaded, mask, slice_index, axis, out_path, overlay_path, image8, coords, labels, box,
+                   overwrite: bool = True) -> None:
+    from synthfm.inference.overlays import render_overlay
+    from synthfm.io.images import embed_slice
 
     result = embed_slice(loaded.array.shape, slice_index, axis, mask) if loaded.kind == "3d" else mask
     overlay = None if overlay_path is None else render_overlay(image8, mask, coords, labels, box)
-    write_mask(out_path, result, like=loaded)
+    _commit(out_path, result, loaded, overlay_path, overlay, overwrite)
+
+
+def _commit(out_path, mask, loaded, overlay_path, overlay, overwrite: bool) -> None:
+    """Mask and overlay written as one step: both verified before either replaces a file."""
+    from synthfm.inference.overlays import write_overlay
+    from synthfm.io.atomic import write_together
+    from synthfm.io.images import write_mask
+
+    jobs = [(out_path, lambda tmp: write_mask(out_path, mask, like=loaded, into=tmp))]
     if overlay is not None:
-        write_overlay(overlay_path, overlay)
+        jobs.append((overlay_path, lambda tmp: write_overlay(overlay_path, overlay, into=tmp)))
+    write_together(jobs, exclusive=not overwrite)

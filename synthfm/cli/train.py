@@ -142,7 +142,9 @@ def _finished(out: Path, config, stop_after_steps: int | None) -> str | None:
         step = int(meta["step"])
     except (CheckpointError, KeyError, TypeError, ValueError):
         return None  # no committed checkpoint yet, or an unusual one: let train() decide
-    total = config.epochs * steps_per_epoch(config, int(os.environ.get("WORLD_SIZE", "1")))
+    from synthfm.training.distributed import DistContext
+
+    total = config.epochs * steps_per_epoch(config, DistContext.from_env().world_size)
     target = total if stop_after_steps is None else min(total, stop_after_steps)
     if step < target:
         return None

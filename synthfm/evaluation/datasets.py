@@ -116,6 +116,10 @@ def load_dataset_info(folder: str | Path) -> DatasetInfo:
     """Parse ``folder/dataset.json``; raises UserError naming the file and the bad key."""
     root = Path(folder)
     path = root / "dataset.json"
+    if path.exists():
+        from synthfm.io.safe_inputs import check_regular_file
+
+        check_regular_file(path, "dataset description", error=UserError)
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
@@ -228,7 +232,26 @@ def read_case(info: DatasetInfo, case: Case, min_area: float = DEFAULT_MIN_AREA)
     return slices
 
 
+def _check_raster(path: Path, what: str) -> None:
+    """Before OpenCV opens it: a regular file (a FIFO would hang) whose header size is within limits."""
+    from synthfm.errors import ImageReadError
+    from synthfm.io.headers import check_pixel_count, raster_size
+    from synthfm.io.safe_inputs import check_regular_file
+
+    try:
+        check_regular_file(path, what, error=CaseError)
+        with open(path, "rb") as fh:
+            size = raster_size(fh.read(1 << 16))
+        if size is not None:
+            check_pixel_count(path.name, size)
+    except ImageReadError as exc:
+        raise CaseError(str(exc)) from None
+    except OSError as exc:
+        raise CaseError(f"cannot read {what} {path.name} ({exc.strerror})") from None
+
+
 def _read_image(path: Path) -> np.ndarray:
+    _check_raster(path, "image")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise CaseError(f"cannot read image {path.name} (corrupt or unsupported)")
@@ -245,6 +268,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _read_label_2d(path: Path) -> np.ndarray:
+    _check_raster(path, "label")
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None or label.size == 0:
         raise CaseError(f"cannot read label {path.name} (corrupt or unsupported)")

@@ -38,12 +38,31 @@ CSV_COLUMNS = ("dataset", "case", "slice", "class", "object", "prompt", "method"
 OUTPUT_FILES = ("per_object.csv", "summary.json", "summary.md", "dice.png")
 
 
-def write_report(out_dir: str | Path, result: EvaluationResult, overlays: bool = True) -> dict:
-    """Write every output into ``out_dir`` (created if needed); returns the summary dict."""
+def write_report(out_dir: str | Path, result: EvaluationResult, overlays: bool = True, overwrite: bool = True) -> dict:
+    """Write every output into ``out_dir`` (created if needed); returns the summary dict.
+
+    overwrite=False: the first file (per_object.csv) is created exclusively, so a second run into
+    the same new folder fails instead of mixing its files with the first run's.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True)  # race-free: only the run that made the folder may remove it
+        created = True
+    except FileExistsError:
+        created = False
+    try:
+        return _write_report(out, result, overlays, overwrite)
+    except BaseException:
+        if created:  # a failed report into a new folder (a full disk) leaves no folder behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _write_report(out: Path, result: EvaluationResult, overlays: bool, overwrite: bool) -> dict:
     summary = summarise(result)
-    write_per_object_csv(out / "per_object.csv", result.rows)
+    write_per_object_csv(out / "per_object.csv", result.rows, exclusive=not overwrite)
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
     atomic_write_bytes(out / "summary.md", summary_markdown(summary).encode())
     plot_dice(out / "dice.png", summary)
@@ -52,7 +71,7 @@ def write_report(out_dir: str | Path, result: EvaluationResult, overlays: bool =
     return summary
 
 
-def write_per_object_csv(path: str | Path, rows: list[ObjectRow]) -> None:
+def write_per_object_csv(path: str | Path, rows: list[ObjectRow], exclusive: bool = False) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -61,7 +80,7 @@ def write_per_object_csv(path: str | Path, rows: list[ObjectRow]) -> None:
             r.dataset, r.case, "" if r.slice is None else r.slice, r.class_name, r.object, r.prompt, r.method,
             _fmt(r.dice), _fmt(r.iou), _fmt(r.nsd), _fmt(r.hd95), r.area,
         ])
-    atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode(), exclusive=exclusive)
 
 
 def _fmt(x: float) -> str:
@@ -205,8 +224,10 @@ def write_overlays(folder: str | Path, examples: dict[tuple[str, str], dict[str,
             path = out / f"{_safe(dataset)}__{_safe(method)}__{which}.png"
             write_overlay(path, render_example(ex))
             written.append(path)
-    for stale in set(out.glob("*.png")) - set(written):
-        stale.unlink()
+    # only overlays this command names (<dataset>__<method>__best|worst.png): a user's own PNG stays
+    for stale in (set(out.glob("*__*__best.png")) | set(out.glob("*__*__worst.png"))) - set(written):
+        if stale not in written:
+            stale.unlink()
     return written
 
 

@@ -147,12 +147,18 @@ def _legend(width: int, entries: list[tuple[str, str, tuple]], caption: str | No
     return bar
 
 
-def write_overlay(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an RGB picture atomically (PNG/JPEG/BMP by the extension); UserError if OpenCV cannot."""
+def write_overlay(path: str | Path, rgb: np.ndarray, *, overwrite: bool = True, into: Path | None = None) -> None:
+    """Write an RGB picture atomically (PNG/JPEG/BMP by the extension); UserError if OpenCV cannot.
+
+    overwrite=False: never replace an existing file (UserError if one appeared meanwhile).
+    into: write to this temporary path instead (the caller moves it into place).
+    """
+    import contextlib
+
     import cv2
 
     from synthfm.io.atomic import atomic_output
 
-    with atomic_output(path) as tmp:
+    with (contextlib.nullcontext(into) if into is not None else atomic_output(path, exclusive=not overwrite)) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise UserError(f"could not write the overlay image {path}")

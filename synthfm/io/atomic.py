@@ -1,16 +1,21 @@
 """Write output files so that a failed run never leaves a half-written or clobbered file.
 
-Everything is written to a temporary file in the destination folder and moved into place with
-``os.replace`` only once complete, so the previous file (if any) survives any failure.
+Everything is written to a temporary file in the destination folder, checked
+(:func:`synthfm.io.verify.verify_written`: not empty, its format's signature, complete), flushed to
+disk (fsync) and only then moved into place with ``os.replace``, so the previous file (if any)
+survives any failure, a full disk included.  ``exclusive=True`` (no ``--overwrite``) moves it into
+place only if ``path`` still does not exist (a hard link, which fails on an existing name), so two
+runs writing the same new file cannot both succeed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from synthfm.errors import UserError
 
@@ -35,12 +40,13 @@ def check_writable_output(path: str | os.PathLike, overwrite: bool = True) -> Pa
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it over ``path``.
+def atomic_output(path: str | os.PathLike, *, exclusive: bool = False, verify: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success verify it, fsync it and move it over ``path``.
 
     The temporary file keeps ``path``'s suffixes so that writers that infer the format from the
-    extension (OpenCV, nibabel, SimpleITK) still work.  On any exception the temporary file is
-    removed and ``path`` is left untouched.
+    extension (OpenCV, nibabel, SimpleITK) still work.  On any exception (including a failed
+    verification, WriteVerifyError) the temporary file is removed and ``path`` is left untouched.
+    exclusive: refuse (UserError) if ``path`` exists by the time the file is complete.
     """
     p = Path(path)
     suffix = "".join(p.suffixes) or ".tmp"
@@ -54,11 +60,66 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, p)
+        if verify:
+            from synthfm.io.verify import verify_written
+
+            verify_written(tmp_path, p)
+        fsync_path(tmp_path)
+        if exclusive:
+            _link_new(tmp_path, p)
+        else:
+            os.replace(tmp_path, p)
+        fsync_path(p.parent if str(p.parent) else Path("."))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def write_together(jobs: "list[tuple[Path, Callable[[Path], None]]]", *, exclusive: bool = False) -> None:
+    """Write several files as one step: each ``write(tmp)`` fills a temporary file; all are
+    verified and synced before the first one is renamed into place, so a full disk while writing
+    the second file (e.g. the overlay) leaves the first (the mask) as it was, too."""
+    from synthfm.io.verify import verify_written
+
+    with contextlib.ExitStack() as stack:
+        staged = [(stack.enter_context(atomic_output(path, exclusive=exclusive)), path, write) for path, write in jobs]
+        for tmp, path, write in staged:
+            write(tmp)
+        for tmp, path, _ in staged:
+            verify_written(tmp, Path(path))
+            fsync_path(tmp)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's data to disk (a folder: the names in it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a folder; a file must be synced
+        if os.path.isfile(path) or exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _link_new(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` only if that name is free (race-free), then drop ``tmp``."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise UserError(f"output file exists (another run wrote it meanwhile; pass --overwrite to replace it): {target}") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        # no hard links here (e.g. FAT): claim the name with O_EXCL, then replace it
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            raise UserError(f"output file exists (another run wrote it meanwhile; pass --overwrite to replace it): {target}") from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
 
 
 def _current_umask() -> int:
@@ -67,10 +128,15 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (fsync before the rename)."""
-    with atomic_output(path) as tmp:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (size checked and fsync before the rename)."""
+    with atomic_output(path, exclusive=exclusive) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if tmp.stat().st_size != len(data):
+            from synthfm.io.verify import WriteVerifyError
+
+            raise WriteVerifyError(f"could not write {path}: {tmp.stat().st_size} of {len(data)} bytes written "
+                                   "(is the disk full?); the previous file, if any, is kept")

@@ -11,6 +11,7 @@ A series is sorted by ImagePositionPatient projected on the slice normal (GDCM's
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +46,19 @@ def is_dicom_file(path: Path) -> bool:
 
 def _rescaled(arr: np.ndarray, ds) -> tuple[np.ndarray, dict]:
     """Apply RescaleSlope/Intercept; stays integer when both are integers (CT HU stays int)."""
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    try:
+        given = ds.get("RescaleSlope", None)
+        zero_slope = given not in (None, "") and float(given) == 0
+        slope = float(given or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"{getattr(ds, 'filename', 'DICOM file')}: RescaleSlope/RescaleIntercept are not numbers "
+                             f"({ds.get('RescaleSlope')!r}, {ds.get('RescaleIntercept')!r})") from None
+    if zero_slope:
+        raise ImageReadError(f"{getattr(ds, 'filename', 'DICOM file')}: invalid RescaleSlope 0 (every pixel would read "
+                             "as the intercept)")
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        raise ImageReadError(f"{getattr(ds, 'filename', 'DICOM file')}: invalid RescaleSlope {slope} / RescaleIntercept {intercept}")
     info = {"rescale_slope": slope, "rescale_intercept": intercept}
     if slope == 1.0 and intercept == 0.0:
         return arr, info
@@ -174,6 +186,34 @@ def _check_series_size(folder: Path, files) -> None:
     check_pixel_count(folder, (cols, rows, len(files)))
 
 
+def _check_series_complete(folder: Path, files, all_listed) -> None:
+    """GDCM silently leaves out a DICOM file it cannot read (the volume then has a slice fewer and
+    its geometry no longer matches); refuse a folder with such a file, or with a slice whose
+    uncompressed pixel data is short."""
+    import pydicom
+
+    listed = {Path(f).resolve() for f in all_listed}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.resolve() not in listed and (is_dicom_file(entry) or entry.suffix.lower() == ".dcm"):
+            raise ImageReadError(f"{folder}: {entry.name} is a DICOM file that cannot be read as part of a series "
+                                 "(truncated or damaged); remove it or repair it")
+    for name in files:
+        try:
+            ds = pydicom.dcmread(name, stop_before_pixels=True)
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            bits, samples = int(ds.get("BitsAllocated", 16) or 16), int(ds.get("SamplesPerPixel", 1) or 1)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+        except Exception:
+            raise ImageReadError(f"{folder}: cannot read the header of {Path(name).name}") from None
+        syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID", None)
+        if syntax is None or syntax.is_compressed:
+            continue
+        need = (rows * cols * frames * samples * bits + 7) // 8
+        if os.path.getsize(name) < need:
+            raise ImageReadError(f"{folder}: {Path(name).name} has truncated pixel data "
+                                 f"({os.path.getsize(name)} bytes in the file, the pixels alone need {need})")
+
+
 def read_dicom_series(folder: Path) -> DicomRead:
     """Read the DICOM series in ``folder`` as a (Z, Y, X) volume sorted along the slice normal.
 
@@ -193,6 +233,7 @@ def read_dicom_series(folder: Path) -> DicomRead:
     chosen = max(series_ids, key=lambda s: len(files_by_id[s]))
     files = files_by_id[chosen]
     _check_series_size(folder, files)
+    _check_series_complete(folder, files, [f for sid in series_ids for f in files_by_id[sid]])
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:

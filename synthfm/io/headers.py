@@ -51,6 +51,8 @@ def raster_size(data: bytes) -> tuple[int, int] | None:
         return abs(width), abs(height)
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return _tiff_size(data)
+    if data[:4] in (b"II+\x00", b"MM\x00+"):
+        return _bigtiff_size(data)
     return None
 
 
@@ -76,6 +78,34 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _bigtiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and length of the first IFD of a BigTIFF (8-byte offsets, 20-byte entries).
+
+    A BigTIFF whose size cannot be found is reported as unbounded (a huge size), so that the
+    caller refuses it rather than letting the decoder allocate whatever the file promises.
+    """
+    end = "<" if data[:2] == b"II" else ">"
+    unknown = (2**32, 2**32)
+    if len(data) < 16:
+        return unknown
+    (offset,) = struct.unpack(end + "Q", data[8:16])
+    if offset + 8 > len(data):
+        return unknown
+    (count,) = struct.unpack(end + "Q", data[offset : offset + 8])
+    found: dict[int, int] = {}
+    for k in range(min(count, 4096)):
+        entry = offset + 8 + 20 * k
+        if entry + 20 > len(data):
+            break
+        tag, kind = struct.unpack(end + "HH", data[entry : entry + 4])
+        if tag in (_TIFF_WIDTH, _TIFF_LENGTH):
+            fmt = end + {3: "H", 4: "I", 16: "Q"}.get(kind, "Q")
+            found[tag] = struct.unpack(fmt, data[entry + 12 : entry + 12 + struct.calcsize(fmt)])[0]
+    if _TIFF_WIDTH in found and _TIFF_LENGTH in found:
+        return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
+    return unknown
+
+
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
     """Width and length of the first IFD of a classic (not Big) TIFF."""
     end = "<" if data[:2] == b"II" else ">"
@@ -97,4 +127,43 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
             found[tag] = struct.unpack(fmt, data[entry + 8 : entry + 8 + struct.calcsize(fmt)])[0]
     if _TIFF_WIDTH in found and _TIFF_LENGTH in found:
         return found[_TIFF_WIDTH], found[_TIFF_LENGTH]
+    return None
+
+
+def exif_orientation(data: bytes) -> int | None:
+    """The EXIF Orientation (1..8) of a JPEG (APP1 ``Exif``), or None when absent.
+
+    synthfm reads pixels as stored (OpenCV ``IMREAD_UNCHANGED`` ignores this tag), so clicks and
+    masks are in the stored frame; the commands print a note when the tag asks viewers to rotate.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(data[i + 10 : i + 2 + length])
+        if marker == 0xDA:
+            return None
+        i += 2 + length
+    return None
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return None
+    end = "<" if tiff[:2] == b"II" else ">"
+    (offset,) = struct.unpack(end + "I", tiff[4:8])
+    if offset + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack(end + "H", tiff[offset : offset + 2])
+    for k in range(min(count, 512)):
+        entry = offset + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            break
+        tag, kind = struct.unpack(end + "HH", tiff[entry : entry + 4])
+        if tag == 0x0112 and kind == 3:
+            (value,) = struct.unpack(end + "H", tiff[entry + 8 : entry + 10])
+            return int(value) if 1 <= value <= 8 else None
     return None

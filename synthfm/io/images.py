@@ -37,7 +37,7 @@ import numpy as np
 
 from synthfm.io.atomic import atomic_output
 from synthfm.errors import ImageReadError, UserError
-from synthfm.io.headers import check_pixel_count, raster_size
+from synthfm.io.headers import check_pixel_count, exif_orientation, raster_size
 
 RASTER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -114,9 +114,11 @@ def _quiet_opencv() -> Iterator[None]:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise ImageReadError(f"{path}: file not found")
-    if path.is_file() and path.stat().st_size == 0:
+    """A regular file (not empty) or a folder; FIFOs, devices and unreachable paths are refused."""
+    from synthfm.io.safe_inputs import check_regular_file
+
+    st = check_regular_file(path, "file", allow_dir=True)
+    if not path.is_dir() and st.st_size == 0:
         raise ImageReadError(f"{path}: file is empty")
 
 
@@ -152,6 +154,7 @@ def _dicom():
 
 
 def _from_dicom(path: Path, d, fmt: str) -> LoadedImage:
+    _check_spacing(path, d.spacing)
     return LoadedImage(d.array, d.kind, d.spacing, d.origin, d.direction, d.modality, path, fmt, d.meta)
 
 
@@ -166,6 +169,7 @@ def _read_raster(path: Path, ext: str) -> LoadedImage:
     header_size = raster_size(data)
     if header_size is not None:
         check_pixel_count(path, header_size)
+    orientation = exif_orientation(data) if fmt == "JPEG" else None
     with _quiet_opencv():
         if fmt == "TIFF":
             pages = cv2.imcount(str(path))
@@ -189,7 +193,7 @@ def _read_raster(path: Path, ext: str) -> LoadedImage:
     return LoadedImage(
         array=np.ascontiguousarray(arr), kind="2d", spacing=(1.0, 1.0), origin=(0.0, 0.0),
         direction=(1.0, 0.0, 0.0, 1.0), modality=None, path=path, format=fmt,
-        meta={"dtype": str(arr.dtype)},
+        meta={"dtype": str(arr.dtype), **({"exif_orientation": orientation} if orientation not in (None, 1) else {})},
     )
 
 
@@ -208,14 +212,26 @@ def _modality_from_metadata(reader) -> str | None:
 def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
     import SimpleITK as sitk
 
+    from synthfm.io.safe_inputs import check_detached_data, check_metaimage_data, metaimage_element_bytes
+
     fmt = _FORMAT_NAMES[ext]
+    check_detached_data(path, ext)  # before ITK opens any file a header names
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
+        from synthfm.io.nifti import unreadable_reason
+
+        why = unreadable_reason(path) if fmt == "NIfTI" else None
+        if why:
+            raise ImageReadError(f"{path}: a valid NIfTI file that cannot be used: {why}") from None
         raise ImageReadError(f"{path}: cannot read {fmt} header (corrupt, truncated or not a {fmt} file)") from None
     check_pixel_count(path, reader.GetSize())
+    _check_spacing(path, reader.GetSpacing())
+    element = metaimage_element_bytes(path) if ext in (".mha", ".mhd") else None
+    if element is not None:
+        check_metaimage_data(path, ext, int(np.prod(reader.GetSize())) * element)
     if fmt == "NIfTI":
         _check_nifti_complete(path, ext)
     dim, size = reader.GetDimension(), reader.GetSize()
@@ -231,6 +247,10 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
         raise ImageReadError(f"{path}: cannot read {fmt} pixel data (corrupt or truncated file)") from None
     components = img.GetNumberOfComponentsPerPixel()
     arr = _array_of(img)
+    if fmt == "NIfTI" and components == 1:
+        from synthfm.io.nifti import restore_nans
+
+        restore_nans(path, arr)  # ITK reads NaN voxels as 0
     if dim == 3 and components != 1:
         raise ImageReadError(f"{path}: volumes with {components} components per voxel are not supported")
     if dim == 2 and components not in (1, 3):
@@ -245,6 +265,13 @@ def _read_simpleitk(path: Path, ext: str) -> LoadedImage:
         modality=_modality_from_metadata(reader), path=path, format=fmt,
         meta={"dtype": str(arr.dtype)},
     )
+
+
+def _check_spacing(path: Path, spacing) -> None:
+    """Voxel sizes must be finite and > 0 (a zero or negative one fails only when a mask is written)."""
+    values = [float(v) for v in spacing]
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise ImageReadError(f"{path}: invalid voxel spacing {tuple(values)} (each must be a finite number > 0)")
 
 
 class _PixelBuffer:
@@ -370,13 +397,17 @@ def _mask_values(mask: np.ndarray, for_raster: bool) -> np.ndarray:
     return m.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
-def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None) -> Path:
+def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = None, *, overwrite: bool = True,
+               into: Path | None = None) -> Path:
     """Write a mask atomically; the format follows the extension of ``path``.
 
     2D masks: ``.png``/``.bmp``/``.tif`` (uint8, 0/255 for bool, label ids as is; uint16 if ids
     > 255) or a volume format (2D geometry of ``like``).  3D masks (Z, Y, X): ``.nii``/``.nii.gz``/
     ``.nrrd``/``.mha`` (uint8 0/1 for bool) with ``like``'s spacing, origin and direction.
-    ``mask`` must have ``like``'s spatial shape.  An existing file is replaced only on success.
+    ``mask`` must have ``like``'s spatial shape.  An existing file is replaced only on success (the
+    new one verified first); with ``overwrite=False`` an existing file is never replaced (UserError).
+    into: write the file's bytes to this (temporary) path instead, in ``path``'s format; the caller
+    moves it into place (:func:`synthfm.io.atomic.write_together`).
     """
     import SimpleITK as sitk
 
@@ -390,7 +421,7 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
     if ext in MASK_RASTER_EXTENSIONS:
         if m.ndim != 2:
             raise UserError(f"{p}: a {ext} file holds one 2D mask; write volumes as {' or '.join(MASK_VOLUME_EXTENSIONS)}")
-        return _write_raster_mask(p, _mask_values(m, for_raster=True))
+        return _write_raster_mask(p, _mask_values(m, for_raster=True), overwrite, into)
     if ext not in MASK_VOLUME_EXTENSIONS:
         allowed = " ".join(MASK_RASTER_EXTENSIONS + MASK_VOLUME_EXTENSIONS)
         raise UserError(f"{p}: cannot write a mask as {ext or '(no extension)'!r} (use one of: {allowed})")
@@ -401,15 +432,27 @@ def write_mask(path: str | Path, mask: np.ndarray, like: LoadedImage | None = No
         img.SetSpacing(like.spacing)
         img.SetOrigin(like.origin)
         img.SetDirection(like.direction)
-    with atomic_output(p) as tmp:
-        sitk.WriteImage(img, str(tmp), useCompression=ext != ".nii")
+    with _target(p, overwrite, into) as tmp:
+        try:
+            sitk.WriteImage(img, str(tmp), useCompression=ext != ".nii")
+        except RuntimeError as exc:
+            raise UserError(f"{p}: could not write the mask ({_first_line(exc)})") from None
     return p
 
 
-def _write_raster_mask(path: Path, values: np.ndarray) -> Path:
+def _target(path: Path, overwrite: bool, into: Path | None):
+    return contextlib.nullcontext(into) if into is not None else atomic_output(path, exclusive=not overwrite)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
+def _write_raster_mask(path: Path, values: np.ndarray, overwrite: bool = True, into: Path | None = None) -> Path:
     import cv2
 
-    with atomic_output(path) as tmp:
+    with _target(path, overwrite, into) as tmp:
         if not cv2.imwrite(str(tmp), values):
             raise UserError(f"{path}: could not write the mask image")
     return path

@@ -78,10 +78,17 @@ class IntensityWindow:
         return f"{self.name} ({self.lo:g}..{self.hi:g})"
 
 
+MAX_WINDOW_VALUE = 1e12
+
+
 def window_from_level_width(level: float, width: float, name: str = "custom") -> IntensityWindow:
     """CT window ``level``/``width`` (HU) -> IntensityWindow ``[level - width/2, level + width/2]``."""
     if not np.isfinite(level) or not np.isfinite(width) or width <= 0:
         raise UserError(f"window width must be a positive number and level finite, got L={level}, W={width}")
+    if abs(level) > MAX_WINDOW_VALUE or width > MAX_WINDOW_VALUE or width < 1e-6 * max(1.0, abs(level)):
+        # beyond these, level +- width/2 overflows or rounds to one value: every pixel would map to 0 or 255
+        raise UserError(f"window L={level:g}, W={width:g} is out of range (|level| and width at most {MAX_WINDOW_VALUE:g}, "
+                        "width not below 1e-6 of the level)")
     return IntensityWindow(level - width / 2.0, level + width / 2.0, name)
 
 

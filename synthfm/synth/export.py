@@ -14,6 +14,7 @@ when the whole run succeeded, so a failed or interrupted run leaves ``DIR`` as i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -102,12 +103,66 @@ class _Call:
         return _write_one(self.job, index)
 
 
+STAGING_PREFIX = ".synthfm-generate-"
+
+
+def _stale_staging(out: Path) -> list[Path]:
+    """Staging folders left by a killed run (their process no longer exists)."""
+    stale = []
+    for entry in out.glob(STAGING_PREFIX + "*"):
+        pid = entry.name[len(STAGING_PREFIX):].split("-")[0]
+        if entry.is_dir() and not (pid.isdigit() and _alive(int(pid))):
+            stale.append(entry)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_output_folder(out: Path, overwrite: bool) -> None:
-    """Raise UserError unless ``out`` is missing, an empty folder, or ``overwrite`` is set."""
+    """Raise UserError unless ``out`` is missing, an empty folder, or ``overwrite`` is set.
+
+    Staging folders of killed runs do not count (they are removed when the run starts).  With
+    ``overwrite``, images/ and labels/ may hold only the files the previous run listed in its
+    targets.json: replacing them must not delete anything generate did not write.
+    """
     if out.exists() and not out.is_dir():
         raise UserError(f"output path exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir():
+        return
+    stale = set(_stale_staging(out))
+    if any(e not in stale for e in out.iterdir()) and not overwrite:
         raise UserError(f"output folder is not empty (pass --overwrite to replace its samples): {out}")
+    if overwrite:
+        _check_only_ours(out)
+
+
+def _check_only_ours(out: Path) -> None:
+    present = [out / d for d in ("images", "labels") if (out / d).exists()]
+    if not present:
+        return
+    listed: set[str] = set()
+    try:
+        manifest = json.loads((out / "targets.json").read_text())
+        for record in manifest["samples"]:
+            listed.update((record["image"], record["labels"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--overwrite refuses to replace {present[0]}: {out} has no readable targets.json, so "
+                        "these are not files generate wrote; choose another --out") from None
+    for folder in present:
+        if not folder.is_dir():
+            raise UserError(f"--overwrite refuses to replace {folder}: not a folder generate wrote")
+        for entry in folder.iterdir():
+            if f"{folder.name}/{entry.name}" not in listed:
+                raise UserError(f"--overwrite refuses to replace {folder}: it holds {entry.name}, which generate "
+                                "did not write; move it away first")
 
 
 def write_dataset(
@@ -128,8 +183,25 @@ def write_dataset(
     """
     out = Path(out)
     check_output_folder(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthfm-generate-", dir=out))
+    try:
+        out.mkdir(parents=True)  # race-free: only the run that made the folder may remove it
+        created = True
+    except FileExistsError:
+        created = False
+    try:
+        return _write_into(recipe, out, n, size, seed, workers, progress, overwrite)
+    except BaseException:
+        if created:  # a failed run into a new folder leaves no folder behind (if nobody else wrote into it)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _write_into(recipe: Recipe, out: Path, n: int, size: int, seed: int, workers: int,
+                progress: Callable[[int], None] | None, overwrite: bool) -> Path:
+    for stale in _stale_staging(out):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out))
     try:
         (staging / "images").mkdir()
         (staging / "labels").mkdir()
@@ -144,14 +216,22 @@ def write_dataset(
         manifest = {"recipe": recipe_to_dict(recipe), "seed": int(seed), "size": int(size), "n": int(n), "samples": records}
         atomic_write_bytes(staging / "targets.json", json.dumps(manifest, indent=1).encode("utf-8"))
         save_gallery(staging / "gallery.png", tiles, [f"{r['index']}: {r['module']}/{r['flavour']}" for r in records])
-        _swap_in(staging, out)
+        _swap_in(staging, out, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out / "targets.json"
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    """Move the staged outputs over the old ones (old ones go to the staging folder, then away)."""
+def _swap_in(staging: Path, out: Path, overwrite: bool = True) -> None:
+    """Move the staged outputs over the old ones (old ones go to the staging folder, then away).
+
+    Without ``overwrite`` nothing is replaced: outputs that appeared meanwhile (another run into
+    the same new folder) make this run fail instead of both "succeeding".
+    """
+    if not overwrite:
+        taken = [name for name in OUTPUTS if (out / name).exists() or (out / name).is_symlink()]
+        if taken:
+            raise UserError(f"{out} received {taken[0]} from another run meanwhile; pass --overwrite to replace it")
     for name in OUTPUTS:
         target = out / name
         if target.exists() or target.is_symlink():

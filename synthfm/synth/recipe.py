@@ -351,9 +351,24 @@ def recipe_from_dict(d: dict, source: str = "recipe") -> Recipe:
     return _build(Recipe, d, "", source)
 
 
+MAX_RECIPE_NUMBER = 1e9  # no recipe value comes near it; bigger ones are typos or attacks (huge loops)
+MAX_RECIPE_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 100_000  # nodes visited, aliases counted each time they are used
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr: an error message must not expand an alias bomb or print a 400-digit number."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxstring, r.maxother, r.maxlong = 3, 6, 6, 60, 60, 40
+    return r.repr(value)
+
+
 def _fail(source: str, path: str, value: Any, problem: str) -> typing.NoReturn:
     where = path or "<top level>"
-    raise RecipeError(f"{source}: {where}: {problem} (got {value!r})")
+    raise RecipeError(f"{source}: {where}: {problem} (got {_shown(value)})")
 
 
 def _build(cls: type, data: Any, path: str, source: str, base: Any = None) -> Any:
@@ -367,7 +382,7 @@ def _build(cls: type, data: Any, path: str, source: str, base: Any = None) -> An
     kwargs = {}
     for key, value in data.items():
         # a key that is not a plain word (e.g. one holding a newline) is quoted so the error stays one line
-        shown = key if isinstance(key, str) and key.isidentifier() else repr(key)
+        shown = key if isinstance(key, str) and key.isidentifier() else _shown(key)
         dotted = f"{path}.{shown}" if path else shown
         if key not in known:
             _fail(source, dotted, value, f"unknown key (known here: {', '.join(known)})")
@@ -408,7 +423,9 @@ def _scalar(kind: type, value: Any, path: str, meta: Any, source: str, whole: An
             if not value.is_integer():
                 _fail(source, path, shown, "expected an integer")
             value = int(value)
-    else:
+    if abs(value) > MAX_RECIPE_NUMBER:
+        _fail(source, path, shown, f"number is too large (at most {MAX_RECIPE_NUMBER:g} in magnitude)")
+    if kind is not int:
         value = float(value)
         if not math.isfinite(value):
             _fail(source, path, shown, "expected a finite number")
@@ -457,8 +474,8 @@ def resolve_recipe_path(path_or_name: str | Path) -> Path:
     """A path to an existing file, or a bare name looked up as ``synthfm/synth/recipes/<name>.yaml`` (package data)."""
     text = str(path_or_name)
     p = Path(text).expanduser()
-    if p.is_file():
-        return p
+    if p.is_file() or (p.exists() and not p.is_dir()):
+        return p  # a FIFO or device is refused with its own reason by load_recipe
     is_bare = isinstance(path_or_name, str) and "/" not in text and "\\" not in text and p.suffix == ""
     if is_bare and text:
         candidate = RECIPES_DIR / f"{text}.yaml"
@@ -476,22 +493,50 @@ def available_recipes() -> list[str]:
     return sorted(q.stem for q in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
 
 
+def _check_yaml_shape(root: Any, source: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH and documents that expand (aliases) to more than
+    MAX_YAML_NODES nodes, before anything is constructed."""
+    budget = MAX_YAML_NODES
+    stack = [(root, 0)] if root is not None else []
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise RecipeError(f"{source}: YAML expands to more than {MAX_YAML_NODES} values (aliases?); "
+                              "a recipe is a short mapping")
+        if depth > MAX_YAML_DEPTH:
+            raise RecipeError(f"{source}: YAML nested too deeply (at most {MAX_YAML_DEPTH} levels)")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend(((key, depth + 1), (value, depth + 1)))
+
+
 def load_recipe(path_or_name: str | Path) -> Recipe:
     """Load and validate a recipe from a YAML file path or a bare name like ``"synthfm"``.
 
     A file without ``name`` takes its file name (stem) as the recipe name.
     Raises RecipeError naming the file, the dotted key and the value.
     """
+    from synthfm.io.safe_inputs import check_regular_file
+
     path = resolve_recipe_path(path_or_name)
+    st = check_regular_file(path, "recipe file", error=RecipeError)
+    if st.st_size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: recipe file is {st.st_size} bytes; a recipe is a short YAML file (at most {MAX_RECIPE_BYTES})")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from None
     try:
+        _check_yaml_shape(yaml.compose(text, Loader=yaml.SafeLoader), str(path))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())
+        first = " ".join(str(exc).split())[:300]
         raise RecipeError(f"{path}: not valid YAML: {first}") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: YAML nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
     if data is None:
         data = {}
     if isinstance(data, dict) and "name" not in data:

@@ -161,6 +161,13 @@ def is_vit(encoder: str) -> bool:
     return encoder.startswith("vit_")
 
 
+# sizes beyond these are mistakes (out of memory or years of work), refused before anything is built
+UPPER_BOUNDS = {"size": 4096, "gen_size": 4096, "batch_size": 4096, "prompts_per_image": 256, "max_pos": 64,
+                "max_neg": 64, "epochs": 10**6, "images_per_epoch": 10**9, "val_images": 10**6, "workers": 256,
+                "warmup_steps": 10**9, "checkpoint_every": 10**9, "log_every": 10**9, "seed": 2**63 - 1,
+                "lr": 10.0, "weight_decay": 10.0, "box_jitter": 10.0, "bce_weight": 1e6, "iou_loss_weight": 1e6}
+
+
 def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None = None) -> None:
     """Raise UserError with one line naming the first bad option; check nothing on disk but files.
 
@@ -201,6 +208,10 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
             raise UserError(f"--{_flag(name)} must be a multiple of 16 and at least 64, got {value!r}")
     if not isinstance(c.seed, int) or c.seed < 0:
         raise UserError(f"--seed must be an integer >= 0, got {c.seed!r}")
+    for name, top in UPPER_BOUNDS.items():
+        value = getattr(c, name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > top:
+            raise UserError(f"--{_flag(name)} must be at most {top}, got {value!r}")
     if c.init is not None and not Path(c.init).is_file():
         raise UserError(f"--init checkpoint not found: {c.init}")
     if known_encoders is not None and c.encoder not in known_encoders:

@@ -36,10 +36,28 @@ class DistContext:
 
     @staticmethod
     def from_env() -> "DistContext":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        from synthfm.errors import UserError
+
+        def number(name: str, default: str | None) -> int:
+            text = os.environ.get(name, default)
+            if text is None:
+                raise UserError(f"WORLD_SIZE is set ({os.environ['WORLD_SIZE']}) but {name} is not: a stale torchrun "
+                                "environment? unset WORLD_SIZE, or start with torchrun")
+            try:
+                return int(text)
+            except ValueError:
+                raise UserError(f"environment variable {name}={text[:40]!r} is not an integer") from None
+
+        world = number("WORLD_SIZE", "1")
         if world <= 1:
             return DistContext()
-        return DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+        rank, local = number("RANK", None), number("LOCAL_RANK", "0")
+        if not (0 <= rank < world and 0 <= local < world) or world > 65536:
+            raise UserError(f"inconsistent torchrun environment: RANK={rank}, LOCAL_RANK={local}, WORLD_SIZE={world}")
+        if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+            raise UserError(f"WORLD_SIZE={world} but MASTER_ADDR/MASTER_PORT are not set: a stale torchrun "
+                            "environment? unset WORLD_SIZE, or start with torchrun")
+        return DistContext(rank, world, local)
 
     def barrier(self) -> None:
         if self.enabled:

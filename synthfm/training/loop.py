@@ -64,6 +64,7 @@ from synthfm.training.run_folder import (
     VAL_LOG,
     CsvLog,
     LoopState,
+    RUN_FILES,
     prepare_run_folder,
     read_checkpoint,
     read_run_config,
@@ -72,6 +73,8 @@ from synthfm.training.run_folder import (
     write_checkpoint,
     write_run_config,
 )
+from synthfm.training.run_checks import check_run_inputs, check_same_run
+from synthfm.training.run_guard import RunGuard
 from synthfm.training.validation import ValidationSet, build_validation_set, evaluate_validation, setting_key
 
 
@@ -333,13 +336,28 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
     from synthfm.training.device_batches import validate_device_synthesis
 
     validate_device_synthesis(config, resolve_device(config.device, dist))  # before the run folder is touched
+    check_run_inputs(config)
     error = None
+    guard = RunGuard(out, RUN_FILES + ("tb",)) if dist.is_main else None
     if dist.is_main:
         try:
-            prepare_run_folder(out, resume, overwrite)
+            prepare_run_folder(out, resume, overwrite, guard)
         except UserError as exc:
             error = str(exc)
     broadcast_error(dist, error)
+    try:
+        return _session(config, recipe, out, dist, resume, stop_after_steps, progress, guard)
+    except BaseException:
+        if guard is not None:
+            guard.failed()  # before the first checkpoint: the new run's files go, a set-aside run comes back
+        raise
+    finally:
+        if guard is not None:
+            guard.release()
+
+
+def _session(config: TrainConfig, recipe, out: Path, dist: DistContext, resume: bool, stop_after_steps: int | None,
+             progress: bool, guard) -> TrainResult:
     device = resolve_device(config.device, dist)
 
     point = None
@@ -349,6 +367,8 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
         dist.barrier()
         if not dist.is_main:
             point = read_checkpoint(out)
+    if point is not None:
+        check_same_run(out, point.weights)
     model = _model_for_run(config, point)
     amp = device.type == "cuda" if config.amp is None else bool(config.amp)
     config = dataclasses.replace(
@@ -361,7 +381,8 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
         write_run_config(out, {"config": config_to_dict(config), "recipe": recipe_to_dict(recipe),
                                "world_size": dist.world_size, "synthfm_version": __version__})
     dist.barrier()
-    return _run(config, recipe, model, point, device, dist, stop_after_steps, progress)
+    return _run(config, recipe, model, point, device, dist, stop_after_steps, progress,
+                on_commit=guard.committed if guard is not None else None)
 
 
 def _model_for_run(config: TrainConfig, point):
@@ -408,7 +429,7 @@ class _Loop:
 
 
 def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: DistContext,
-         stop_after_steps: int | None, progress: bool) -> TrainResult:
+         stop_after_steps: int | None, progress: bool, on_commit=None) -> TrainResult:
     from synthfm.weights.checkpoint import save_checkpoint
 
     out = Path(config.out)
@@ -450,6 +471,8 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
         state.wall_s = run.wall()
         if dist.is_main:
             write_checkpoint(out, lambda p: save_checkpoint(p, model, metadata=run.metadata()), optimizer, state)
+            if on_commit is not None:
+                on_commit()  # the first commit of an --overwrite run drops the set-aside previous run
 
     bar = tqdm(total=total, initial=state.step, disable=not (progress and dist.is_main), unit="step",
                dynamic_ncols=True)

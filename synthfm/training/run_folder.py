@@ -156,6 +156,7 @@ def read_checkpoint(out: Path) -> ResumePoint | None:
         raise CheckpointError(f"cannot read training state {state_path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{state_path} is not a synthfm training state (format {STATE_FORMAT})")
+    loop = _loop_state(state, state_path)
     expected = state["weights_sha256"]
     weights, pending = out / LAST_WEIGHTS, out / PENDING_WEIGHTS
     if not (weights.is_file() and sha256_file(weights) == expected):
@@ -167,21 +168,41 @@ def read_checkpoint(out: Path) -> ResumePoint | None:
                 f"{weights} does not match the weights recorded in {state_path} (sha256 {expected[:12]}...); "
                 "the run folder was modified"
             )
-    return ResumePoint(
-        weights=weights,
-        optimizer=state["optimizer"],
-        loop=LoopState(**json.loads(state["loop"])),
-        rng=state["rng"],
-    )
+    return ResumePoint(weights=weights, optimizer=state["optimizer"], loop=loop, rng=state["rng"])
 
 
-def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """Check (and create) the run folder before any work is done.
+def _loop_state(state: dict, where: Path) -> LoopState:
+    """The counters of a state file, checked field by field (a crafted file gets one line, not a traceback)."""
+    bad = CheckpointError(f"{where} is damaged or not written by synthfm (malformed fields)")
+    if not (isinstance(state.get("weights_sha256"), str) and isinstance(state.get("loop"), str)
+            and isinstance(state.get("optimizer"), dict) and isinstance(state.get("rng"), dict)
+            and isinstance(state["rng"].get("torch_cpu"), torch.Tensor)
+            and state["rng"]["torch_cpu"].dtype == torch.uint8):
+        raise bad
+    try:
+        fields = json.loads(state["loop"])
+        loop = LoopState(**fields)
+    except (ValueError, TypeError):
+        raise bad from None
+    ints = [loop.step, loop.epochs_done, loop.images_seen, *loop.next_index]
+    if not (isinstance(loop.next_index, list) and loop.next_index
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62 for v in ints)
+            and isinstance(loop.wall_s, (int, float)) and (loop.best_score is None or isinstance(loop.best_score, (int, float)))
+            and (loop.best_step is None or isinstance(loop.best_step, int))):
+        raise bad
+    return loop
 
-    A fresh run needs ``out`` to be absent or empty; ``overwrite`` first removes a previous run's
-    files (only the files a run writes); ``resume`` needs ``out`` to hold a run (its config.json).
-    Raises UserError with one line otherwise.
+
+def prepare_run_folder(out: Path, resume: bool, overwrite: bool, guard=None) -> None:
+    """Check (and create) the run folder before any work is done; lock it when ``guard`` is given.
+
+    A fresh run needs ``out`` to be absent or empty; ``overwrite`` moves a previous run's files
+    aside (``guard``: :class:`synthfm.training.run_guard.RunGuard`, which drops them only once the
+    new run commits its first checkpoint, and restores them if it fails before); ``resume`` needs
+    ``out`` to hold a run (its config.json).  Raises UserError with one line otherwise.
     """
+    from synthfm.training.run_guard import PREVIOUS_RUN
+
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
     if out.exists() and not out.is_dir():
@@ -189,28 +210,44 @@ def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if not (out / CONFIG_FILE).is_file():
             raise UserError(f"nothing to resume: {out} holds no training run ({CONFIG_FILE} missing)")
+        if guard is not None:
+            guard.resume = True
+            guard.lock()
         return
+    set_aside = out.is_dir() and (out / PREVIOUS_RUN).is_dir()
     if out.is_dir() and any(out.iterdir()):
-        is_run = (out / CONFIG_FILE).is_file()
+        is_run = (out / CONFIG_FILE).is_file() or set_aside
         if not overwrite:
             what = "holds a training run" if is_run else "exists and is not empty"
-            hint = f"pass --resume {out} to continue it or " if is_run else "pass "
+            if set_aside:
+                what += f" (and {PREVIOUS_RUN}/, a run set aside by an interrupted --overwrite)"
+            hint = f"pass --resume {out} to continue it or " if (out / CONFIG_FILE).is_file() else "pass "
             raise UserError(f"output folder {out} {what}; {hint}--overwrite to start over")
         if not is_run:
             raise UserError(f"--overwrite refuses to clear {out}: it is not a training run folder")
-        for name in RUN_FILES:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        others = sorted(e.name for e in out.iterdir() if e.name not in RUN_FILES + ("tb", PREVIOUS_RUN))
+        if others:
+            raise UserError(f"--overwrite refuses to clear {out}: it holds files a run does not write ({', '.join(others[:3])})")
     parent = out.parent if str(out.parent) else Path(".")
+    created = False
     if not out.exists():
         if not parent.exists():
             raise UserError(f"output folder's parent does not exist: {parent}")
-        out.mkdir()
+        try:
+            out.mkdir()
+        except FileExistsError:
+            raise UserError(f"{out} was created by another process meanwhile; choose another --out") from None
+        created = True
     if not os.access(out, os.W_OK):
         raise UserError(f"output folder is not writable: {out}")
+    if guard is not None:
+        guard.created = created
+        guard.lock()
+        if overwrite and any(out.iterdir()):
+            guard.move_aside()
+        elif any(out.iterdir()):  # another run started here between the check and the lock
+            guard.release()
+            raise UserError(f"output folder {out} was filled by another process meanwhile; choose another --out")
 
 
 def write_run_config(out: Path, payload: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ in a ``.safetensors`` file whose string metadata holds, JSON-encoded:
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -108,10 +109,12 @@ def _looks_like_pickle(head: bytes) -> bool:
 
 def _read_header(path: str | os.PathLike) -> tuple[Path, dict]:
     """Validate the safetensors framing of ``path`` and return its parsed JSON header."""
+    from synthfm.io.safe_inputs import check_regular_file
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise CheckpointError(f"checkpoint not found: {p}")
-    size = p.stat().st_size
+    size = check_regular_file(p, "checkpoint", error=CheckpointError).st_size
     header = None
     with open(p, "rb") as fh:
         head = fh.read(8)
@@ -155,7 +158,10 @@ def _decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of a synthfm checkpoint, values JSON-decoded; CheckpointError if not one."""
     p, header = _read_header(path)
-    meta = _decode_metadata(header.get("__metadata__") or {})
+    raw = header.get("__metadata__") or {}
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{p} has a malformed metadata table (not a mapping)")
+    meta = _decode_metadata(raw)
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{p} is a safetensors file but not a synthfm checkpoint (no 'format: synthfm' metadata)")
     version = meta.get("format_version")
@@ -164,7 +170,49 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("encoder", "image_size", "encoder_weights"):
         if key not in meta:
             raise CheckpointError(f"{p} lacks the checkpoint metadata key {key!r}")
+    _check_metadata_types(p, meta)
     return meta
+
+
+MAX_IMAGE_SIZE = 4096
+
+
+def _check_metadata_types(p: Path, meta: dict) -> None:
+    """One line for metadata of the wrong JSON type (a list as encoder, a string as image_size, ...)."""
+    def bad(key: str) -> CheckpointError:
+        return CheckpointError(f"{p} has an invalid {key} {str(meta.get(key))[:60]!r} in its metadata")
+
+    if not isinstance(meta["encoder"], str):
+        raise bad("encoder")
+    size = meta["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= MAX_IMAGE_SIZE:
+        raise CheckpointError(f"{p} has an invalid image_size {str(size)[:40]!r} (an integer from 16 to {MAX_IMAGE_SIZE})")
+    if meta["encoder_weights"] not in ("external", "included"):
+        raise bad("encoder_weights")
+    if meta.get("encoder_source") is not None and not isinstance(meta["encoder_source"], dict):
+        raise bad("encoder_source")
+    if "encoder_frozen" in meta and not isinstance(meta["encoder_frozen"], bool):
+        raise bad("encoder_frozen")
+    for name in ("pixel_mean", "pixel_std"):
+        values = meta.get(name)
+        if values is None:
+            continue
+        ok = (isinstance(values, list) and len(values) == 3
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+        if not ok or (name == "pixel_std" and min(values) <= 0):
+            raise CheckpointError(f"{p} has an invalid {name} {str(values)[:60]} (3 finite numbers"
+                                  + (", each > 0)" if name == "pixel_std" else ")"))
+
+
+def _check_tensor_values(p: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Weights must be floating point (a model's tensors all are) and finite: an int8/bool tensor or
+    a NaN would give a silently wrong mask ("0 pixels, score nan")."""
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            raise CheckpointError(f"{p}: tensor {key} has dtype {str(t.dtype).replace('torch.', '')}; "
+                                  "a synthfm checkpoint holds floating-point weights only")
+        if not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{p}: tensor {key} holds NaN or infinite values (a diverged or damaged checkpoint)")
 
 
 def _expected_shapes(encoder: str, image_size: int) -> dict[str, tuple[int, ...]]:
@@ -223,6 +271,7 @@ def load_checkpoint(
     problem = describe_key_mismatch({k: tuple(v.shape) for k, v in tensors.items()}, expected)
     if problem:
         raise CheckpointError(f"{p} does not match a {encoder} model at {image_size} px: {problem}")
+    _check_tensor_values(p, tensors)
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
     if external:

@@ -85,8 +85,11 @@ def verify_sam_file(path: str | os.PathLike, encoder: str) -> str:
     """Apply the checksum policy (module docstring) to ``path`` for ``encoder``; return its SHA-256."""
     check_official_encoder(encoder)
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CheckpointError(f"SAM checkpoint not found: {p} (see checkpoints/README.md for the download URLs)")
+    from synthfm.io.safe_inputs import check_regular_file
+
+    check_regular_file(p, "SAM checkpoint", error=CheckpointError)
     sha = file_sha256(p)
     by_sha = {f.sha256: f for f in OFFICIAL_SAM_FILES.values()}
     by_name = {f.filename: f for f in OFFICIAL_SAM_FILES.values()}
@@ -111,9 +114,18 @@ def verify_sam_file(path: str | os.PathLike, encoder: str) -> str:
 
 
 def _torch_load_weights_only(p: Path) -> dict[str, torch.Tensor]:
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)):
+        raise CheckpointError(f"{p} is not a PyTorch checkpoint (neither a torch.save zip nor a pickle; "
+                              "a damaged download?)")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "weights only" not in text.lower() and "unsupported global" not in text.lower():
+            raise CheckpointError(f"cannot read {p} as a PyTorch checkpoint: corrupt pickle data "
+                                  f"({text.splitlines()[0][:100] if text else 'UnpicklingError'})") from None
         raise CheckpointError(
             f"refusing to load {p}: it holds Python objects other than tensors, which torch.load(weights_only=True) "
             f"does not run ({str(exc).splitlines()[0][:120]})"

@@ -41,11 +41,14 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         if not DEFAULT_MODEL_PATH.is_file():
             raise UserError("no default model is shipped yet; pass --model PATH")
         return DEFAULT_MODEL_PATH
+    from synthfm.io.safe_inputs import check_regular_file
+
     p = Path(name_or_path)
     if not p.exists():
         raise UserError(f"model file not found: {p}")
     if p.is_dir():
         raise UserError(f"model path is a folder, not a checkpoint file: {p}")
+    check_regular_file(p, "model file", error=UserError)
     return p
 
 
@@ -79,9 +82,13 @@ def model_spec(model: str | os.PathLike | None = None, encoder: str | None = Non
     ``sam_checkpoint`` is given (``encoder`` or vit_h) and the default model otherwise; ``encoder``
     with a checkpoint must match the checkpoint's encoder (checked on load).
     """
+    from synthfm.io.safe_inputs import check_regular_file
+
     sam = None if sam_checkpoint is None else Path(sam_checkpoint)
-    if sam is not None and not sam.is_file():
+    if sam is not None and not sam.exists():
         raise UserError(f"SAM checkpoint not found: {sam}")
+    if sam is not None:
+        check_regular_file(sam, "SAM checkpoint", error=UserError)
     if model is not None and str(model).startswith(SAM_PREFIX):
         name = _check_sam_encoder(str(model)[len(SAM_PREFIX):])
         if sam is None:

@@ -47,6 +47,9 @@ class Case:
     check: Callable[[Path], None] | None = None
     in_subprocess: bool = False
     needs_read_only: bool = False
+    # in-process cases only: patch(monkeypatch, d, assets) fakes the machine (a full disk, a
+    # stale environment variable, a held lock) after the inputs are built
+    patch: Callable | None = None
 
     def argv(self, d: Path, assets: Assets) -> list[str]:
         (d / "out").mkdir(parents=True, exist_ok=True)
@@ -419,10 +422,10 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def corpus_table(results: dict[str, str] | None = None) -> str:
+def corpus_table(results: dict[str, str] | None = None, cases: tuple[Case, ...] | None = None) -> str:
     """The corpus as a Markdown table (input, command, expected message or "accepted", result)."""
     lines = ["| # | input | command | expected | result |", "|---|---|---|---|---|"]
-    for i, case in enumerate(CASES, 1):
+    for i, case in enumerate(CASES if cases is None else cases, 1):
         expected = "accepted (exit 0, sane mask)" if case.expect is None else f"`{case.expect}`"
         result = (results or {}).get(case.name, "")
         lines.append(f"| {i} | {case.what} | {case.command}{' (subprocess)' if case.in_subprocess else ''} | "
