@@ -130,3 +130,18 @@ def test_out_ext_for_all(inputs, tiny_checkpoint):
                                       str(tiny_checkpoint), "--out-dir", str(out_dir), "--out-ext", ".tif"])
     assert result.exit_code == 0, result.output
     assert [p.name for p in out_dir.iterdir()] == ["a_mask.tif"]
+
+
+def test_propagate_in_batch(inputs, tiny_checkpoint, capsys):
+    out_dir = inputs["root"] / "prop"
+    code, out, err = _run(capsys, ["segment", str(inputs["nii"]), "--point", "20,15", "--slice", "2", "--propagate",
+                                   "--model", str(tiny_checkpoint), "--out-dir", str(out_dir), "--overlays"])
+    assert code == 0, err
+    assert "propagated" in out
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / "ct_mask.nii.gz")))
+    assert mask.shape == (4, 30, 40)
+    assert (out_dir / "ct_overlay.png").exists()
+    code, _, err = _run(capsys, ["segment", str(inputs["nii"]), "--point", "20,15", "--slice", "2", "--propagate",
+                                 "--stop-area", "nan", "--model", str(tiny_checkpoint), "--out-dir", str(out_dir),
+                                 "--overwrite"])
+    assert code != 0 and "--stop-area must be" in err

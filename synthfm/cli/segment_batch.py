@@ -127,6 +127,8 @@ def segment_batch(inputs, out_dir: Path, out_ext: str | None, overlays: bool, *,
 
     if not points and box is None:
         raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
+    if not 0.0 <= stop_area < 1.0:  # click's FloatRange lets nan through
+        raise UserError(f"--stop-area must be a number in [0, 1), got {stop_area}")
     preset = parse_preset(window)
     dev = resolve_device(device)
     items = plan_outputs(expand_inputs(inputs), Path(out_dir), out_ext, overlays, overwrite)
@@ -140,7 +142,7 @@ def segment_batch(inputs, out_dir: Path, out_ext: str | None, overlays: bool, *,
     for item in items:
         try:
             line = _segment_item(item, predictor, preset, coords, labels, box, slice_index, axis, multimask,
-                                 propagate, stop_area, stop_score)
+                                 propagate, stop_area, stop_score, overwrite)
         except UserError as exc:
             failed += 1
             click.echo(f"synthfm: error: {item.input_path}: {' '.join(str(exc).split())}", err=True)
@@ -160,7 +162,7 @@ def segment_batch(inputs, out_dir: Path, out_ext: str | None, overlays: bool, *,
 
 
 def _segment_item(item: BatchItem, predictor, preset, coords, labels, box, slice_index, axis, multimask, propagate,
-                  stop_area, stop_score) -> str:
+                  stop_area, stop_score, overwrite) -> str:
     """Segment one input exactly as the single-input command does; returns its report line."""
     from synthfm.cli.segment import _load_input, _resolve_window, _write_outputs
     from synthfm.io.images import MASK_VOLUME_EXTENSIONS, file_extension
@@ -172,18 +174,19 @@ def _segment_item(item: BatchItem, predictor, preset, coords, labels, box, slice
         raise UserError(f"is a volume: its mask must be a volume file (--out-ext {' '.join(MASK_VOLUME_EXTENSIONS)})")
     if propagate and loaded.kind != "3d":
         raise UserError("--propagate needs a volume; this is a 2D image")
-    check_prompts_inside(coords, box, image.shape[:2], box_name="--box")
+    check_prompts_inside(coords, box, image.shape[:2], box_name="--box")  # on float64: huge values fail here
+    coords = None if coords is None else coords.astype(np.float32)
     window_obj = _resolve_window(loaded, preset)
     box_arr = None if box is None else np.asarray(box, dtype=np.float32)
     if propagate:
         return _propagated(item, loaded, k, axis, window_obj, predictor, coords, labels, box_arr, multimask,
-                           stop_area, stop_score)
+                           stop_area, stop_score, overwrite)
     predictor.set_image(image, preset=window_obj)
     masks, scores, _ = predictor.predict(point_coords=coords, point_labels=labels, box=box_arr,
                                          multimask_output=multimask)
     best = int(np.argmax(scores))
     _write_outputs(loaded, masks[best], k, axis, item.out_path, item.overlay_path, predictor.image_uint8, coords,
-                   labels, box)
+                   labels, box, overwrite)
     chosen = (f"mask {best + 1}/3 (scores {', '.join(f'{s:.3f}' for s in scores)})" if multimask
               else f"score {score_text(float(scores[0]))}")
     return (f"{item.input_path}{where}: window {window_obj.describe()}; {int(masks[best].sum())} pixels, {chosen} "
@@ -191,10 +194,11 @@ def _segment_item(item: BatchItem, predictor, preset, coords, labels, box, slice
 
 
 def _propagated(item, loaded, k, axis, window_obj, predictor, coords, labels, box, multimask, stop_area,
-                stop_score) -> str:
-    from synthfm.inference.overlays import render_overlay, write_overlay
+                stop_score, overwrite) -> str:
+    from synthfm.cli.segment import _commit
+    from synthfm.inference.overlays import render_overlay
     from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
-    from synthfm.io.images import slice_of, write_mask
+    from synthfm.io.images import slice_of
 
     slices = VolumeSlices(predictor, loaded.array, axis=axis, window=window_obj)
     result = propagate(slices, k, point_coords=coords, point_labels=labels, box=box,
@@ -204,8 +208,6 @@ def _propagated(item, loaded, k, axis, window_obj, predictor, coords, labels, bo
     if item.overlay_path is not None:
         slices.set_slice(k)
         overlay = render_overlay(predictor.image_uint8, slice_of(result.mask, k, axis), coords, labels, box)
-    write_mask(item.out_path, result.mask, like=loaded)
-    if overlay is not None:
-        write_overlay(item.overlay_path, overlay)
+    _commit(item.out_path, result.mask, loaded, item.overlay_path, overlay, overwrite)
     return (f"{item.input_path} slice {k} ({axis}, of {slices.num_slices}): window {window_obj.describe()}; "
             f"propagated {result.describe()}; {int(result.mask.sum())} voxels -> {item.out_path}")
