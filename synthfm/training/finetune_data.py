@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from synthfm.errors import UserError
+from synthfm.io.intensity import model_grey as to_model_grey
 from synthfm.synth.dataset import SyntheticStream
 from synthfm.synth.generator import sample_at
 from synthfm.synth.sample import Sample, Target
@@ -54,24 +55,6 @@ def pad_grey() -> float:
     from synthfm.modeling.synthfm_model import SAM_PIXEL_MEAN
 
     return float(np.mean(SAM_PIXEL_MEAN)) / 255.0
-
-
-def to_model_grey(image: np.ndarray, modality: str | None) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: ``image`` (H, W) or (H, W, 3) of any dtype as the model sees it.
-
-    The ``auto`` window of :func:`synthfm.io.intensity.resolve_window` (as Predictor.set_image
-    applies it in evaluation) to 8 bits, RGB reduced to its luminance.
-    """
-    from synthfm.io.intensity import resolve_window
-
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    image8 = resolve_window(arr, "auto", modality).apply(arr)
-    grey = image8.astype(np.float32)
-    if grey.ndim == 3:
-        grey = grey[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    return grey / np.float32(255.0)
 
 
 def square_pair(grey: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
