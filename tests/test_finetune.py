@@ -190,3 +190,20 @@ def test_fraction_options_need_finetune(tmp_path, capsys):
         from synthfm.training.config import validate_config
 
         validate_config(preset_config("tiny", finetune=("x",), finetune_synth_fraction=1.0))
+
+
+def test_init_is_recorded_and_a_changed_folder_refuses_resume(tmp_path, tiny_checkpoint):
+    import hashlib
+
+    from synthfm.training.loop import resume_config, train
+
+    data = make_png_dataset(tmp_path / "Png")
+    out = tmp_path / "run"
+    train(_cfg(out, data, init=str(tiny_checkpoint)), stop_after_steps=2, progress=False)
+    meta = read_metadata(out / "last.safetensors")
+    assert meta["init"]["sha256"] == hashlib.sha256(Path(tiny_checkpoint).read_bytes()).hexdigest()
+    assert meta["init"]["finetune_datasets"] == []
+    cv2.imwrite(str(data / "imagesTr" / "c9_0000.png"), np.full((32, 40), 200, np.uint8))
+    cv2.imwrite(str(data / "labelsTr" / "c9.png"), np.ones((32, 40), np.uint8))
+    with pytest.raises(UserError, match="changed since the run started"):
+        train(resume_config(out), resume=True, progress=False)

@@ -280,11 +280,25 @@ def init_record(config) -> dict | None:
             "train_config_finetune": (meta.get("train_config") or {}).get("finetune") or []}
 
 
+def check_same_finetune_data(saved: list | None, real: "FinetuneData") -> None:
+    """UserError when a resumed run's folders no longer hold the cases it started with (the resume
+    would not be exact); ``saved`` is the run config's ``finetune_datasets``."""
+    if saved is None:
+        return  # a run folder from before the record existed
+    keys = ("name", "train_cases", "val_cases", "train_objects", "val_objects")
+    now = [{k: d[k] for k in keys} for d in real.summary()]
+    before = [{k: d.get(k) for k in keys} for d in saved]
+    if now != before:
+        raise UserError("the --finetune folders changed since the run started (cases or objects differ); "
+                        "resume needs the same data, or start a new run")
+
+
 __all__ = [
     "FinetuneData",
     "FinetuneStream",
     "RealSlice",
     "build_real_validation_set",
+    "check_same_finetune_data",
     "finetune_data_for",
     "init_record",
     "load_finetune_data",

@@ -57,8 +57,9 @@ from synthfm.training.distributed import (
 )
 from synthfm.training.early_fusion import early_fusion_loss, trained_outputs
 from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, collate_items
-from synthfm.training.finetune_data import finetune_data_for, init_record
+from synthfm.training.finetune_data import check_same_finetune_data, finetune_data_for, init_record
 from synthfm.training.run_folder import (
+    CONFIG_FILE,
     BEST_WEIGHTS,
     TRAIN_LOG,
     TRAIN_LOG_COLUMNS,
@@ -332,6 +333,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         _check_resumable(config_from_dict(read_run_config(out)["config"]), config)
     recipe = _load_recipe(config, out, resume)
     real = finetune_data_for(config)  # reads and checks the labelled folders before anything is written
+    if resume and real is not None:
+        check_same_finetune_data(read_run_config(out).get("finetune_datasets"), real)
     created_group = init_distributed(dist, config.device)
     try:
         return _prepare_and_run(config, recipe, out, dist, resume, overwrite, stop_after_steps, progress, real)
@@ -371,7 +374,8 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
         from synthfm.synth.recipe import recipe_to_dict
 
         write_run_config(out, {"config": config_to_dict(config), "recipe": recipe_to_dict(recipe),
-                               "world_size": dist.world_size, "synthfm_version": __version__})
+                               "world_size": dist.world_size, "synthfm_version": __version__,
+                               "init": init_record(config), "finetune_datasets": [] if real is None else real.summary()})
     dist.barrier()
     return _run(config, recipe, model, point, device, dist, stop_after_steps, progress, real)
 
@@ -393,7 +397,8 @@ class _Loop:
                  device: torch.device, real=None):
         self.config, self.recipe, self.out, self.dist, self.state = config, recipe, out, dist, loop
         self.real = real
-        self.init = init_record(config)
+        # what the run started from, as recorded when it started (a resumed run keeps it)
+        self.init = read_run_config(out).get("init") if (out / CONFIG_FILE).is_file() else None
         self.device = device
         self.session_start = time.perf_counter()
         self.session_wall0 = loop.wall_s
