@@ -167,6 +167,7 @@ def main(data, json_path, steps, batch, only, work):
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1))
     print_table(report)
+    print("\n" + markdown_table(report))
     json_path.write_text(json.dumps(report, indent=1))
 
 
@@ -176,6 +177,20 @@ def print_table(report: dict) -> None:
         print(f"\n{name} ({ds['modality']}, {len(ds['test_cases'])} test cases, {ds['arms']['zero_shot']['objects']} objects)")
         for arm, r in ds["arms"].items():
             print(f"  {arm:<12} {r['1,0']:.3f} / {r['3,2']:.3f}   cpu {r['cpu_min']:.1f} min")
+
+
+def markdown_table(report: dict) -> str:
+    """The README table: one row per dataset and arm, DSC at (1,0) and (3,2), gain over zero-shot, CPU minutes."""
+    lines = ["| dataset (test cases / objects) | arm | DSC (1,0) | DSC (3,2) | vs zero-shot (1,0) | CPU min |",
+             "|---|---|---|---|---|---|"]
+    for name, ds in report["datasets"].items():
+        zs = ds["arms"]["zero_shot"]
+        where = f"{name} ({len(ds['test_cases'])} / {zs['objects']})"
+        for arm, r in ds["arms"].items():
+            gain = "" if arm == "zero_shot" else f"{r['1,0'] - zs['1,0']:+.3f}"
+            lines.append(f"| {where} | {arm} | {r['1,0']:.3f} | {r['3,2']:.3f} | {gain} | {r['cpu_min']:.1f} |")
+            where = ""
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
