@@ -27,6 +27,7 @@ _COMMANDS = {
     "annotate": ("synthfm.cli.annotate:annotate", "Click to segment interactively in a window."),
     "export-onnx": ("synthfm.cli.export_onnx:export_onnx", "Export the model to ONNX."),
     "train": ("synthfm.cli.train:train_command", "Train on synthetic images (same as python train.py)."),
+    "fit-recipe": ("synthfm.cli.fit_recipe:fit_recipe_command", "Fit a recipe to unlabelled scans (label-free adaptation)."),
     "evaluate": ("synthfm.cli.evaluate:main", "Evaluate methods zero-shot on nnU-Net datasets (same as evaluate.py)."),
 }
 

@@ -21,7 +21,8 @@ _CONFIG_OPTIONS = (
     "recipe", "encoder", "init", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
     "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
     "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "multimask", "iou_loss_weight", "bce_weight", "seed", "val_images", "checkpoint_every",
-    "log_every", "workers", "synth_device", "device", "amp", "compile", "out",
+    "log_every", "workers", "synth_device", "device", "amp", "compile", "out", "finetune",
+    "finetune_synth_fraction", "finetune_val_fraction",
 )
 
 
@@ -33,6 +34,8 @@ _CONFIG_OPTIONS = (
         "  python train.py --preset paper --sam-checkpoint sam_vit_h_4b8939.pth --out runs/paper\n"
         "  python train.py --recipe recipes/my.yaml --out runs/my\n"
         "  python train.py --resume runs/my\n"
+        "  python train.py --finetune data/MyDataset --init default --out runs/ft\n"
+        "  python train.py --recipe my.yaml --init default --out runs/adapted   (after synthfm fit-recipe)\n"
         "  torchrun --nproc-per-node 4 train.py --preset paper --sam-checkpoint sam_vit_h_4b8939.pth \\\n"
         "      --out runs/paper4"
     ),
@@ -42,7 +45,18 @@ _CONFIG_OPTIONS = (
 @click.option("--recipe", default=None, help="Shipped recipe name (synthfm, shape_only, boundary_only) or YAML path.  [preset: synthfm]")
 @click.option("--encoder", default=None, help="Image encoder (vit_h, vit_l, vit_b, tiny_cnn, tiny_vit, ...).")
 @click.option("--sam-checkpoint", default=None, help="Official SAM .pth file for a vit_* encoder.")
-@click.option("--init", default=None, help="Start from this synthfm checkpoint's weights (same encoder).")
+@click.option("--init", default=None,
+              help="Start from this synthfm checkpoint's weights ('default' = the shipped model).  Without "
+                   "--preset the run takes the checkpoint's own training settings with a shorter schedule "
+                   "(6 x 400 images, lr 3e-4).")
+@click.option("--finetune", "finetune", multiple=True, metavar="DIR",
+              help="Fine-tune on this labelled dataset (nnU-Net layout: imagesTr/labelsTr and/or "
+                   "imagesTs/labelsTs, dataset.json); repeat for several.  Recorded in the checkpoints.")
+@click.option("--synth-fraction", "finetune_synth_fraction", type=float, default=None,
+              help="With --finetune: share of training images that are synthetic (from the recipe). [0.25]")
+@click.option("--val-fraction", "finetune_val_fraction", type=float, default=None,
+              help="With --finetune: share of each dataset's cases held out to validate on and pick "
+                   "best.safetensors. [0.2]")
 @click.option("--train-encoder/--freeze-encoder", "train_encoder", default=None,
               help="Train the encoder with the decoder (default: yes for small encoders; vit_* stay frozen).")
 @click.option("--size", type=int, default=None, help="Model input size S (default: the encoder's).")
@@ -91,11 +105,15 @@ def train_command(preset, resume_dir, overwrite, stop_after_steps, quiet, compil
     from synthfm.training.loop import resume_config, train
 
     options["compile"] = compile_
+    options["finetune"] = tuple(options["finetune"]) or None
     given = {k: v for k, v in options.items() if v is not None}
     if set(given) - set(_CONFIG_OPTIONS):
         raise click.UsageError(f"internal: unmapped options {sorted(set(given) - set(_CONFIG_OPTIONS))}")
     if stop_after_steps is not None and stop_after_steps <= 0:
         raise UserError(f"--stop-after-steps must be a positive integer, got {stop_after_steps}")
+    if resume_dir is None and "finetune" not in given and (
+            "finetune_synth_fraction" in given or "finetune_val_fraction" in given):
+        raise UserError("--synth-fraction and --val-fraction only apply with --finetune DIR")
     if resume_dir is not None:
         if preset is not None:
             raise UserError("--preset does not apply to --resume (the run keeps its own settings)")
@@ -107,6 +125,10 @@ def train_command(preset, resume_dir, overwrite, stop_after_steps, quiet, compil
         if finished:
             click.echo(finished)
             return 0
+    elif preset is None and given.get("init") is not None:
+        from synthfm.training.config import init_config
+
+        config = init_config(**given)
     else:
         config = preset_config(preset or "small", **given)
     result = train(config, resume=resume_dir is not None, overwrite=overwrite, stop_after_steps=stop_after_steps,

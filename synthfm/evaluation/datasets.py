@@ -192,18 +192,26 @@ def find_datasets(paths: list[str | Path] | str | Path, include_pseudo: bool = F
     return kept, pseudo
 
 
-def list_cases(info: DatasetInfo) -> list[Case]:
-    """Cases of a dataset, sorted by id: every ``imagesTs/<case>_0000<ending>``."""
-    images = info.root / "imagesTs"
-    if not images.is_dir():
-        raise UserError(f"dataset {info.name}: missing folder {images}")
+def list_cases(info: DatasetInfo, splits: tuple[str, ...] = ("Ts",)) -> list[Case]:
+    """Cases of a dataset, sorted by id: every ``images<split>/<case>_0000<ending>`` of ``splits``.
+
+    Evaluation reads the test split (``imagesTs``/``labelsTs``); fine-tuning passes ``("Tr", "Ts")``
+    and takes whichever folders exist (at least one must).  A case id found in two splits is an error.
+    """
     suffix = "_0000" + info.file_ending
-    cases = []
-    for path in sorted(images.iterdir()):
-        if path.name.endswith(suffix):
-            case_id = path.name[: -len(suffix)]
-            cases.append(Case(info.name, case_id, path, info.root / "labelsTs" / f"{case_id}{info.file_ending}"))
-    return cases
+    present = [s for s in splits if (info.root / f"images{s}").is_dir()]
+    if not present:
+        wanted = " or ".join(str(info.root / f"images{s}") for s in splits)
+        raise UserError(f"dataset {info.name}: missing folder {wanted}")
+    cases: dict[str, Case] = {}
+    for split in present:
+        for path in sorted((info.root / f"images{split}").iterdir()):
+            if path.name.endswith(suffix):
+                case_id = path.name[: -len(suffix)]
+                if case_id in cases:
+                    raise UserError(f"dataset {info.name}: case {case_id!r} is in more than one of images{'/images'.join(present)}")
+                cases[case_id] = Case(info.name, case_id, path, info.root / f"labels{split}" / f"{case_id}{info.file_ending}")
+    return [cases[k] for k in sorted(cases)]
 
 
 # ----------------------------------------------------------------------------------- reading

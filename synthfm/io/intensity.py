@@ -207,6 +207,22 @@ def resolve_window(
     return IntensityWindow(lo, hi, "mr")
 
 
+def model_grey(image: np.ndarray, modality: str | None) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: ``image`` (H, W) or (H, W, 3) of any dtype as the model sees it.
+
+    The ``auto`` window of :func:`synthfm.io.intensity.resolve_window` (as Predictor.set_image
+    applies it in evaluation) to 8 bits, RGB reduced to its luminance.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    image8 = resolve_window(arr, "auto", modality).apply(arr)
+    grey = image8.astype(np.float32)
+    if grey.ndim == 3:
+        grey = grey[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    return grey / np.float32(255.0)
+
+
 def to_uint8(
     image: np.ndarray, preset: str | tuple[float, float] | IntensityWindow = "auto", modality: str | None = None
 ) -> np.ndarray:

@@ -81,8 +81,12 @@ class SyntheticStream(IterableDataset):
             torch.set_num_threads(1)
             keep_freed_memory()
         for index in self.indices():
-            sample = sample_at(self.recipe, self.seed, index, self.size)
+            sample = self.sample_at_index(index)
             yield self.transform(index, sample) if self.transform is not None else (index, sample)
+
+    def sample_at_index(self, index: int) -> Sample:
+        """Sample ``index`` of the stream: ``sample_at(recipe, seed, index, size)`` (subclasses may mix in others)."""
+        return sample_at(self.recipe, self.seed, index, self.size)
 
     def __len__(self) -> int:
         if self.stop is None:

@@ -63,6 +63,13 @@ class TrainConfig:
     amp: bf16 autocast; None = on for CUDA, off otherwise.
     synth_device: ``workers`` = the numpy engine in ``workers`` DataLoader processes; a torch device
         (``cuda``...) = the torch engine draws whole batches there (:mod:`synthfm.training.device_batches`).
+    finetune: labelled dataset folders (nnU-Net raw layout) to fine-tune on (empty = synthetic
+        training only); see :mod:`synthfm.training.finetune_data`.  A checkpoint's train_config
+        thus always names the real data a model saw.
+    finetune_synth_fraction: with ``finetune``, the share of training images drawn from the recipe
+        instead (so the model keeps working elsewhere).
+    finetune_val_fraction: with ``finetune``, the share of each dataset's cases held out (at least
+        one case when a dataset has two or more) to validate on and pick best.safetensors.
     """
 
     recipe: str = "synthfm"
@@ -99,6 +106,13 @@ class TrainConfig:
     amp: bool | None = None
     compile: bool = False
     out: str = "runs/synthfm"
+    finetune: tuple[str, ...] = ()
+    finetune_synth_fraction: float = 0.25
+    finetune_val_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        # JSON round trips give a list; keep one hashable, comparable form
+        object.__setattr__(self, "finetune", tuple(str(p) for p in (self.finetune or ())))
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -122,6 +136,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Starting values of a run started from a checkpoint (--init) without --preset: the checkpoint's own
+# train_config (architecture, prompt policy, losses), with a shorter, gentler schedule on top.
+INIT_SCHEDULE: dict[str, Any] = dict(
+    epochs=6, images_per_epoch=400, lr=3e-4, warmup_steps=10, lr_schedule="cosine", checkpoint_every=25,
+    log_every=5,
+)
+# train_config keys of the checkpoint that describe where it was trained, not how: never inherited
+_NOT_INHERITED = ("init", "out", "device", "workers", "amp", "compile", "synth_device", "finetune", "sam_checkpoint")
+
 # Options that may change when a run is resumed: they do not change the weights it produces.
 RESUMABLE_OVERRIDES = frozenset({"epochs", "workers", "device", "log_every", "checkpoint_every", "compile", "out"})
 
@@ -134,6 +157,31 @@ def preset_config(name: str, **overrides: Any) -> TrainConfig:
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise UserError(f"unknown training option(s): {', '.join(unknown)}")
+    return TrainConfig(**values)
+
+
+def init_config(init: str, **overrides: Any) -> TrainConfig:
+    """The config of a run started from checkpoint ``init`` (``"default"`` or a path) without a preset.
+
+    Takes the checkpoint's recorded train_config (its encoder, sizes, prompt policy and losses; not
+    where it ran), then :data:`INIT_SCHEDULE`, then ``overrides``.  A checkpoint without a
+    train_config starts from the ``small`` preset with its encoder.
+    """
+    from synthfm.errors import CheckpointError
+    from synthfm.weights.checkpoint import read_metadata
+    from synthfm.weights.source import resolve_model
+
+    path = resolve_model(init)
+    try:
+        meta = read_metadata(path)
+    except CheckpointError as exc:
+        raise UserError(f"--init {init}: {exc}") from None
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    base = {k: v for k, v in saved.items() if k in names and k not in _NOT_INHERITED}
+    if "encoder" not in base and isinstance(meta.get("encoder"), str):
+        base["encoder"] = meta["encoder"]
+    values = {**PRESETS["small"], **base, **INIT_SCHEDULE, "out": "runs/adapt", **overrides, "init": init}
     return TrainConfig(**values)
 
 
@@ -212,8 +260,12 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
         value = getattr(c, name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > top:
             raise UserError(f"--{_flag(name)} must be at most {top}, got {value!r}")
-    if c.init is not None and not Path(c.init).is_file():
+    if c.init is not None and c.init != "default" and not Path(c.init).is_file():
         raise UserError(f"--init checkpoint not found: {c.init}")
+    for name in ("finetune_synth_fraction", "finetune_val_fraction"):
+        value = getattr(c, name)
+        if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            raise UserError(f"--{_flag(name).replace('finetune-', '')} must be in [0, 1), got {value!r}")
     if known_encoders is not None and c.encoder not in known_encoders:
         raise UserError(f"unknown encoder {c.encoder!r}; known encoders: {', '.join(known_encoders)}")
     _validate_encoder_policy(c)
@@ -259,6 +311,8 @@ __all__ = [
     "PRESETS",
     "RESUMABLE_OVERRIDES",
     "preset_config",
+    "init_config",
+    "INIT_SCHEDULE",
     "config_to_dict",
     "config_from_dict",
     "steps_per_epoch",

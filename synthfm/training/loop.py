@@ -57,7 +57,9 @@ from synthfm.training.distributed import (
 )
 from synthfm.training.early_fusion import early_fusion_loss, trained_outputs
 from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, collate_items
+from synthfm.training.finetune_data import check_same_finetune_data, finetune_data_for, init_record
 from synthfm.training.run_folder import (
+    CONFIG_FILE,
     BEST_WEIGHTS,
     TRAIN_LOG,
     TRAIN_LOG_COLUMNS,
@@ -101,12 +103,12 @@ def build_training_model(config: TrainConfig):
 
 
 def _load_init(model, config: TrainConfig) -> None:
-    """Copy the weights of checkpoint ``config.init`` into ``model`` (strict; UserError on mismatch)."""
+    """Copy the weights of checkpoint ``config.init`` (``"default"`` = the shipped model, or a path)
+    into ``model`` (strict; UserError on mismatch)."""
     from synthfm.weights.checkpoint import load_checkpoint, read_metadata
+    from synthfm.weights.source import resolve_model
 
-    path = Path(config.init)
-    if not path.is_file():
-        raise UserError(f"--init checkpoint not found: {path}")
+    path = resolve_model(config.init)
     meta = read_metadata(path)
     if meta["encoder"] != config.encoder:
         raise UserError(f"--init {path} is a {meta['encoder']} model, this run trains {config.encoder}")
@@ -211,14 +213,23 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, batch: TrainBatch, c
 
 
 def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: int, world_size: int,
-                pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """DataLoader over this process's part of the training stream, from stream index ``start``."""
+                pin_memory: bool = False, real=None) -> torch.utils.data.DataLoader:
+    """DataLoader over this process's part of the training stream, from stream index ``start``.
+
+    real: the run's :class:`~synthfm.training.finetune_data.FinetuneData` (fine-tuning: real
+    slices mixed with ``config.finetune_synth_fraction`` synthetic samples), or None.
+    """
     from synthfm.synth.dataset import SyntheticStream
+    from synthfm.training.finetune_data import FinetuneStream
 
     policy = PromptPolicy.from_config(config)
     transform = PromptedItemTransform(config.seed, image_size, policy)
-    stream = SyntheticStream(recipe, config.seed, config.gen_size or image_size, start=start, rank=rank,
-                             world_size=world_size, transform=transform)
+    common = dict(start=start, rank=rank, world_size=world_size, transform=transform)
+    if real is not None:
+        stream = FinetuneStream(real.train, config.finetune_synth_fraction, recipe, config.seed,
+                                config.gen_size or image_size, **common)
+    else:
+        stream = SyntheticStream(recipe, config.seed, config.gen_size or image_size, **common)
     workers = config.workers
     extra: dict[str, Any] = {}
     if workers:
@@ -227,14 +238,15 @@ def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: 
     return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
 
 
-def _batches(recipe, config: TrainConfig, image_size: int, start: int, dist: DistContext, device: torch.device):
+def _batches(recipe, config: TrainConfig, image_size: int, start: int, dist: DistContext, device: torch.device,
+             real=None):
     """(iterator of (batch, next stream index), the DataLoader or None) for ``config.synth_device``."""
     from synthfm.training.device_batches import WORKERS, device_batches
 
     if config.synth_device != WORKERS:
         return device_batches(recipe, config, image_size, device, start, dist.rank, dist.world_size), None
     loader = make_loader(recipe, config, image_size, start, dist.rank, dist.world_size,
-                         pin_memory=device.type == "cuda")
+                         pin_memory=device.type == "cuda", real=real)
     return iterate_batches(loader, config.batch_size), loader
 
 
@@ -323,16 +335,19 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if resume:
         _check_resumable(config_from_dict(read_run_config(out)["config"]), config)
     recipe = _load_recipe(config, out, resume)
+    real = finetune_data_for(config)  # reads and checks the labelled folders before anything is written
+    if resume and real is not None:
+        check_same_finetune_data(read_run_config(out).get("finetune_datasets"), real)
     created_group = init_distributed(dist, config.device)
     try:
-        return _prepare_and_run(config, recipe, out, dist, resume, overwrite, stop_after_steps, progress)
+        return _prepare_and_run(config, recipe, out, dist, resume, overwrite, stop_after_steps, progress, real)
     finally:
         if created_group:
             torch.distributed.destroy_process_group()
 
 
 def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, resume: bool, overwrite: bool,
-                     stop_after_steps: int | None, progress: bool) -> TrainResult:
+                     stop_after_steps: int | None, progress: bool, real=None) -> TrainResult:
     from synthfm.training.device_batches import validate_device_synthesis
 
     validate_device_synthesis(config, resolve_device(config.device, dist))  # before the run folder is touched
@@ -379,9 +394,10 @@ def _session(config: TrainConfig, recipe, out: Path, dist: DistContext, resume: 
         from synthfm.synth.recipe import recipe_to_dict
 
         write_run_config(out, {"config": config_to_dict(config), "recipe": recipe_to_dict(recipe),
-                               "world_size": dist.world_size, "synthfm_version": __version__})
+                               "world_size": dist.world_size, "synthfm_version": __version__,
+                               "init": init_record(config), "finetune_datasets": [] if real is None else real.summary()})
     dist.barrier()
-    return _run(config, recipe, model, point, device, dist, stop_after_steps, progress,
+    return _run(config, recipe, model, point, device, dist, stop_after_steps, progress, real,
                 on_commit=guard.committed if guard is not None else None)
 
 
@@ -399,8 +415,11 @@ class _Loop:
     """Mutable per-session bookkeeping of :func:`train` (logging windows, timers, outputs)."""
 
     def __init__(self, config: TrainConfig, recipe, out: Path, dist: DistContext, loop: LoopState,
-                 device: torch.device):
+                 device: torch.device, real=None):
         self.config, self.recipe, self.out, self.dist, self.state = config, recipe, out, dist, loop
+        self.real = real
+        # what the run started from, as recorded when it started (a resumed run keeps it)
+        self.init = read_run_config(out).get("init") if (out / CONFIG_FILE).is_file() else None
         self.device = device
         self.session_start = time.perf_counter()
         self.session_wall0 = loop.wall_s
@@ -425,11 +444,15 @@ class _Loop:
             "wall_s": round(self.wall(), 3),
             "val": self.last_val,
             "trained_outputs": trained_outputs(self.config),
+            # the real data a model saw: empty for synthetic-only training, never absent
+            "finetune_datasets": [] if self.real is None else self.real.summary(),
+            "validation": "synthetic" if self.real is None or not self.real.val else "finetune_held_out_cases",
+            **({"init": self.init} if self.init else {}),
         }
 
 
 def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: DistContext,
-         stop_after_steps: int | None, progress: bool, on_commit=None) -> TrainResult:
+         stop_after_steps: int | None, progress: bool, real=None, on_commit=None) -> TrainResult:
     from synthfm.weights.checkpoint import save_checkpoint
 
     out = Path(config.out)
@@ -451,13 +474,13 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
         # rows logged after the checkpoint belong to steps that are run again
         truncate_log(out / TRAIN_LOG, lambda r: int(r["step"]) <= state.step)
         truncate_log(out / VAL_LOG, lambda r: int(r["step"]) <= state.step)
-    run = _Loop(config, recipe, out, dist, state, device)
+    run = _Loop(config, recipe, out, dist, state, device, real)
     encode, decode = model.encode, model.decode
     if config.compile:
         # only the encoder: it dominates the cost and has static shapes; the decoder's prompt groups
         # change size every step and SAM's prompt encoder indexes with boolean masks (graph breaks)
         encode = torch.compile(model.encode)
-    vset = _validation_set(config, recipe, model.image_size, dist)
+    vset = _validation_set(config, recipe, model.image_size, dist, real)
     logs = _Logs(out, dist, vset)
     step_images = config.batch_size * dist.world_size
 
@@ -479,7 +502,8 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
     loader = None
     try:
         if state.step < total and (stop_after_steps is None or state.step < stop_after_steps):
-            batches, loader = _batches(recipe, config, model.image_size, state.next_index[dist.rank], dist, device)
+            batches, loader = _batches(recipe, config, model.image_size, state.next_index[dist.rank], dist, device,
+                                       real)
             run.window_start = time.perf_counter()
             while state.step < total:
                 batch, next_index = next(batches)
@@ -513,9 +537,16 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
                        state.best_score, run.last_val, run.last_loss)
 
 
-def _validation_set(config: TrainConfig, recipe, image_size: int, dist: DistContext) -> ValidationSet | None:
+def _validation_set(config: TrainConfig, recipe, image_size: int, dist: DistContext,
+                    real=None) -> ValidationSet | None:
     if not dist.is_main or config.val_images == 0:
         return None
+    if real is not None and real.val:
+        from synthfm.training.finetune_data import build_real_validation_set
+
+        vset = build_real_validation_set(real.val, image_size, config.seed)
+        if len(vset):
+            return vset
     return build_validation_set(recipe, config.seed, config.val_images, image_size, config.gen_size,
                                 workers=config.workers)
 
