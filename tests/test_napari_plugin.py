@@ -201,6 +201,8 @@ def test_mouse_clicks_and_drawn_box(volume, qapp, one_torch_thread):
     np.testing.assert_allclose([clicks[0].x, clicks[0].y], [34, 30], atol=1e-4)
     assert len(widget.prompts_layer.data) == 2
     widget.new_object()
-    widget.box_layer.add_rectangles(np.array([[12, 16, 23], [12, 16, 45], [12, 44, 45], [12, 44, 23]], float))
-    np.testing.assert_allclose(widget.session.boxes[(2, 12)], [23, 16, 45, 44])
-    assert (widget.masks_layer.data[12] == 2).sum() > 0
+    # on slice 10: object 1 fills the ellipse on slice 12, and a new object never paints over another
+    viewer.dims.set_current_step(0, 10)
+    widget.box_layer.add_rectangles(np.array([[10, 17, 24], [10, 17, 44], [10, 43, 44], [10, 43, 24]], float))
+    np.testing.assert_allclose(widget.session.boxes[(2, 10)], [24, 17, 44, 43])
+    assert (widget.masks_layer.data[10] == 2).sum() > 0
