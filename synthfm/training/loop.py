@@ -361,7 +361,7 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
             error = str(exc)
     broadcast_error(dist, error)
     try:
-        return _session(config, recipe, out, dist, resume, stop_after_steps, progress, guard)
+        return _session(config, recipe, out, dist, resume, stop_after_steps, progress, guard, real)
     except BaseException:
         if guard is not None:
             guard.failed()  # before the first checkpoint: the new run's files go, a set-aside run comes back
@@ -372,7 +372,7 @@ def _prepare_and_run(config: TrainConfig, recipe, out: Path, dist: DistContext, 
 
 
 def _session(config: TrainConfig, recipe, out: Path, dist: DistContext, resume: bool, stop_after_steps: int | None,
-             progress: bool, guard) -> TrainResult:
+             progress: bool, guard, real=None) -> TrainResult:
     device = resolve_device(config.device, dist)
 
     point = None
