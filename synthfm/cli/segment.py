@@ -89,10 +89,7 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
     from synthfm.weights import model_spec
     from synthfm.weights.outputs import score_text
 
-    if not points and box is None:
-        raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
-    if not 0.0 <= stop_area < 1.0:  # click's FloatRange lets nan through
-        raise UserError(f"--stop-area must be a number in [0, 1), got {stop_area}")
+    _check_prompt_options(points, box, stop_area)
     preset = parse_preset(window)
     dev = resolve_device(device)
     out_ext = file_extension(out_path)
@@ -251,3 +248,11 @@ def _commit(out_path, mask, loaded, overlay_path, overlay, overwrite: bool) -> N
     if overlay is not None:
         jobs.append((overlay_path, lambda tmp: write_overlay(overlay_path, overlay, into=tmp)))
     write_together(jobs, exclusive=not overwrite)
+
+
+def _check_prompt_options(points, box, stop_area: float) -> None:
+    """UserError unless there is a click or a box and --stop-area is in [0, 1) (single and batch form)."""
+    if not points and box is None:
+        raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
+    if not 0.0 <= stop_area < 1.0:  # click's FloatRange lets nan through
+        raise UserError(f"--stop-area must be a number in [0, 1), got {stop_area}")

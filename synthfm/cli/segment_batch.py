@@ -119,16 +119,13 @@ def segment_batch(inputs, out_dir: Path, out_ext: str | None, overlays: bool, *,
                   slice_index, axis, window, model, encoder, sam_checkpoint, multimask, allow_untrained, device,
                   overwrite, propagate, stop_area, stop_score) -> int:
     """Run the batch (module docstring); returns the exit code (0, or 1 if any input failed)."""
-    from synthfm.cli.segment import _check_trained_outputs, _clicks
+    from synthfm.cli.segment import _check_prompt_options, _check_trained_outputs, _clicks
     from synthfm.devices import resolve_device
     from synthfm.inference.predictor import Predictor
     from synthfm.io.intensity import parse_preset
     from synthfm.weights import model_spec
 
-    if not points and box is None:
-        raise UserError("give at least one positive click (--point X,Y) or a box (--box X0,Y0,X1,Y1)")
-    if not 0.0 <= stop_area < 1.0:  # click's FloatRange lets nan through
-        raise UserError(f"--stop-area must be a number in [0, 1), got {stop_area}")
+    _check_prompt_options(points, box, stop_area)
     preset = parse_preset(window)
     dev = resolve_device(device)
     items = plan_outputs(expand_inputs(inputs), Path(out_dir), out_ext, overlays, overwrite)
