@@ -205,3 +205,41 @@ def test_generate_into_a_new_folder_does_not_replace_another_runs_samples(tmp_pa
         export.write_dataset(load_recipe("synthfm"), out, 1, 64)
     assert json.loads((out / "targets.json").read_text()) == {"written": "by the other run"}
     assert not list(out.glob(".synthfm-generate-*"))
+
+
+def test_an_empty_payload_is_written_and_a_short_write_is_refused(tmp_path, monkeypatch):
+    """atomic_write_bytes: b"" is a valid file (a CSV with no rows); fewer bytes than given is not."""
+    from synthfm.io.atomic import atomic_write_bytes
+    from synthfm.io.verify import WriteVerifyError
+
+    target = tmp_path / "rows.csv"
+    atomic_write_bytes(target, b"")
+    assert target.is_file() and target.stat().st_size == 0
+    target.write_bytes(b"old")
+    real_open = open
+
+    class _Short:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            return self.fh.write(data[: len(data) // 2])
+
+        def flush(self):
+            self.fh.flush()
+
+        def fileno(self):
+            return self.fh.fileno()
+
+    monkeypatch.setattr("builtins.open", lambda f, mode="r", *a, **k: _Short(real_open(f, mode, *a, **k))
+                        if "w" in mode else real_open(f, mode, *a, **k))
+    with pytest.raises(WriteVerifyError, match="of 4 bytes written"):
+        atomic_write_bytes(target, b"abcd")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"

@@ -129,8 +129,12 @@ def _current_umask() -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically (size checked and fsync before the rename)."""
-    with atomic_output(path, exclusive=exclusive) as tmp:
+    """Write ``data`` to ``path`` atomically (size checked and fsync before the rename).
+
+    The size check is exact, so an empty ``data`` (e.g. a CSV with no rows) is a valid output
+    and skips the format check, which would call an empty file a full disk.
+    """
+    with atomic_output(path, exclusive=exclusive, verify=len(data) > 0) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
