@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from synthfm import __version__
-from synthfm.io.atomic import atomic_output, atomic_write_bytes
+from synthfm.io.atomic import atomic_output, atomic_write_bytes, new_output_folder
 from synthfm.evaluation.protocol import EvaluationResult, Example, ObjectRow
 
 CSV_COLUMNS = ("dataset", "case", "slice", "class", "object", "prompt", "method", "dice", "iou", "nsd", "hd95", "area")
@@ -44,20 +44,9 @@ def write_report(out_dir: str | Path, result: EvaluationResult, overlays: bool =
     overwrite=False: the first file (per_object.csv) is created exclusively, so a second run into
     the same new folder fails instead of mixing its files with the first run's.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True)  # race-free: only the run that made the folder may remove it
-        created = True
-    except FileExistsError:
-        created = False
-    try:
+    # a failed report into a new folder (a full disk) leaves no folder behind
+    with new_output_folder(out_dir, remove_tree=True) as out:
         return _write_report(out, result, overlays, overwrite)
-    except BaseException:
-        if created:  # a failed report into a new folder (a full disk) leaves no folder behind
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-        raise
 
 
 def _write_report(out: Path, result: EvaluationResult, overlays: bool, overwrite: bool) -> dict:

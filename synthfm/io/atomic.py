@@ -76,6 +76,34 @@ def atomic_output(path: str | os.PathLike, *, exclusive: bool = False, verify: b
         raise
 
 
+@contextlib.contextmanager
+def new_output_folder(path: str | os.PathLike, *, remove_tree: bool = False) -> Iterator[Path]:
+    """Create ``path`` (and parents) if missing; if this call created it and the body fails, remove it.
+
+    Creation is race-free: of two runs into the same new folder only the one that made it may
+    remove it.  remove_tree: remove the folder with everything in it (outputs the body wrote);
+    otherwise only if it is empty again (a file somebody else wrote into it stays).
+    """
+    out = Path(path)
+    try:
+        out.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    try:
+        yield out
+    except BaseException:
+        if created:
+            if remove_tree:
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        raise
+
+
 def write_together(jobs: "list[tuple[Path, Callable[[Path], None]]]", *, exclusive: bool = False) -> None:
     """Write several files as one step: each ``write(tmp)`` fills a temporary file; all are
     verified and synced before the first one is renamed into place, so a full disk while writing

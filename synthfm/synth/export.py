@@ -14,7 +14,6 @@ when the whole run succeeded, so a failed or interrupted run leaves ``DIR`` as i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
@@ -27,7 +26,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from synthfm.io.atomic import atomic_write_bytes
+from synthfm.io.atomic import atomic_write_bytes, new_output_folder
 from synthfm.errors import UserError
 from synthfm.synth.gallery import MAX_TILES, save_gallery
 from synthfm.synth.generator import sample_at
@@ -183,18 +182,9 @@ def write_dataset(
     """
     out = Path(out)
     check_output_folder(out, overwrite)
-    try:
-        out.mkdir(parents=True)  # race-free: only the run that made the folder may remove it
-        created = True
-    except FileExistsError:
-        created = False
-    try:
+    # a failed run into a new folder leaves no folder behind (if nobody else wrote into it)
+    with new_output_folder(out):
         return _write_into(recipe, out, n, size, seed, workers, progress, overwrite)
-    except BaseException:
-        if created:  # a failed run into a new folder leaves no folder behind (if nobody else wrote into it)
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
 
 
 def _write_into(recipe: Recipe, out: Path, n: int, size: int, seed: int, workers: int,

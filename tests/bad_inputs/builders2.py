@@ -34,6 +34,11 @@ def _seg_at(name: str, make, *extra: str, point: str = "20,15", out: str = "mask
     return build
 
 
+def _ct_slice_seg(*extra: str, out: str):
+    """segment slice 2 of a small CT volume (d/ct.nii.gz) to d/out/<out> (a sentinel file there first)."""
+    return _seg_at("ct.nii.gz", lambda p, d: F.write_sitk(p, G.ct_volume()), "--slice", "2", *extra, out=out)
+
+
 def _disc_seg(*extra: str, out: str = "mask.png", point: str = "20,15", model=None):
     def build(d: Path, a: Assets) -> list[str]:
         target = d / "out" / out

@@ -23,24 +23,26 @@ def fifo(path: Path) -> Path:
     return path
 
 
-def nhdr(path: Path, data_file: str, sizes=(64, 48), raw: bytes | None = None, extra: str = "") -> Path:
-    """A detached NRRD header (uint8) naming ``data_file``; writes ``raw`` next to it if given."""
-    text = (f"NRRD0004\ntype: uint8\ndimension: {len(sizes)}\nsizes: {' '.join(map(str, sizes))}\nencoding: raw\n"
-            f"{extra}data file: {data_file}\n\n")
+def _header_and_data(path: Path, text: str, data_file: str, raw: bytes | None) -> Path:
+    """Write a detached header's ``text`` to ``path`` and, if given, ``raw`` as its data file next to it."""
     path.write_text(text)
     if raw is not None:
         (path.parent / data_file).write_bytes(raw)
     return path
+
+
+def nhdr(path: Path, data_file: str, sizes=(64, 48), raw: bytes | None = None, extra: str = "") -> Path:
+    """A detached NRRD header (uint8) naming ``data_file``; writes ``raw`` next to it if given."""
+    text = (f"NRRD0004\ntype: uint8\ndimension: {len(sizes)}\nsizes: {' '.join(map(str, sizes))}\nencoding: raw\n"
+            f"{extra}data file: {data_file}\n\n")
+    return _header_and_data(path, text, data_file, raw)
 
 
 def mhd(path: Path, data_file: str, dims=(64, 48), raw: bytes | None = None, extra: str = "") -> Path:
     """A MetaImage header (MET_UCHAR) naming ``data_file``; writes ``raw`` next to it if given."""
     text = (f"ObjectType = Image\nNDims = {len(dims)}\nDimSize = {' '.join(map(str, dims))}\n"
             f"ElementType = MET_UCHAR\n{extra}ElementDataFile = {data_file}\n")
-    path.write_text(text)
-    if raw is not None:
-        (path.parent / data_file).write_bytes(raw)
-    return path
+    return _header_and_data(path, text, data_file, raw)
 
 
 def disc_raw(h: int = 48, w: int = 64) -> bytes:
