@@ -50,6 +50,7 @@ from torch import nn
 from synthfm.io.atomic import atomic_output, atomic_write_bytes
 from synthfm.errors import UserError
 from synthfm.modeling.batched_decoder import decode_per_embedding
+from synthfm.modeling.registry import is_whole_model
 
 ONNX_OPSET = 17
 DECODER_FILE = "decoder.onnx"
@@ -295,7 +296,7 @@ def export_onnx(
 
 
 def _is_click_unet(model) -> bool:
-    return getattr(model, "encoder_name", None) == "click_unet"
+    return is_whole_model(getattr(model, "encoder_name", None))
 
 
 def _embedding_channels(model) -> int:

@@ -113,8 +113,8 @@ class ClickUNet(nn.Module):
     image_size S: a multiple of 16 (the network is fully convolutional and runs at any multiple of
     16; S only fixes the prompt grid scale, which is in cells, not pixels).  widths (w0, w1, w2, w3)
     at S/2, S/4, S/8, S/16; depths: ConvNeXt blocks at S/4, S/8, S/16 on the way down (the last
-    ``attention_blocks`` of S/16 are global self-attention); the way up has one block at S/8 and
-    S/4 and a light block at S/2.
+    ``attention_blocks`` of S/16 are global self-attention); up_depths: blocks at S/8 and S/4 on
+    the way up (then one light block at S/2).  name: the registry name (``encoder_name``).
     """
 
     def __init__(
@@ -123,17 +123,19 @@ class ClickUNet(nn.Module):
         widths: Sequence[int] = (24, 40, 80, 160),
         depths: Sequence[int] = (1, 2, 3),
         attention_blocks: int = 1,
+        up_depths: Sequence[int] = (1, 1),
         num_heads: int = 4,
         num_masks: int = 3,
         click_sigma: float = 1.5,
         pixel_mean: Sequence[float] = SAM_PIXEL_MEAN,
         pixel_std: Sequence[float] = SAM_PIXEL_STD,
+        name: str = "click_unet",
     ) -> None:
         super().__init__()
         if image_size % 16:
             raise ValueError(f"image_size must be a multiple of 16, got {image_size}")
         w0, w1, w2, w3 = (int(w) for w in widths)
-        self.encoder_name = "click_unet"
+        self.encoder_name = str(name)  # the registry name, stored in checkpoints
         self.image_size = int(image_size)
         self.low_res_size = self.image_size // 2
         self.mask_input_size = self.image_size // 4
@@ -161,9 +163,9 @@ class ClickUNet(nn.Module):
         self.down16 = _Down(w2, w3)
         self.enc16 = _blocks(w3, depths[2], attention=attention_blocks, num_heads=num_heads)
         self.up8 = _Up(w3, w2)
-        self.dec8 = _blocks(w2, 1)
+        self.dec8 = _blocks(w2, up_depths[0])
         self.up4 = _Up(w2, w1)
-        self.dec4 = _blocks(w1, 1)
+        self.dec4 = _blocks(w1, up_depths[1])
         self.up2 = _Up(w1, w0)
         self.dec2 = ConvNeXtBlock(w0, kernel_size=5, mlp_ratio=2)
         self.mask_head = nn.Sequential(ChannelLayerNorm(w0, eps=1e-6), nn.Conv2d(w0, self.num_masks, 1))
@@ -270,3 +272,12 @@ class ClickUNet(nn.Module):
 def build_click_unet(image_size: int = 256) -> ClickUNet:
     """The default ClickUNet (~1.7M parameters)."""
     return ClickUNet(image_size=image_size)
+
+
+def build_click_unet_deep(image_size: int = 256) -> ClickUNet:
+    """A deeper ClickUNet (~1.8M parameters, about 1.3x the compute of the default): two more
+    blocks at S/16 (one of them attention), one more at S/4, S/8 and S/8 on the way up.  Same
+    widths, so a click_unet checkpoint grows into it without changing its function
+    (synthfm.training.grow)."""
+    return ClickUNet(image_size=image_size, depths=(2, 3, 5), attention_blocks=2, up_depths=(2, 1),
+                     name="click_unet_deep")

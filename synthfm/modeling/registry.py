@@ -15,7 +15,7 @@ from torch import nn
 
 from synthfm.errors import UserError
 from synthfm.modeling.sam_vit import PATCH_SIZE, SAM_IMAGE_SIZE, build_sam_vit
-from synthfm.modeling.click_unet import build_click_unet
+from synthfm.modeling.click_unet import build_click_unet, build_click_unet_deep
 from synthfm.modeling.small_encoders import build_tiny_cnn, build_tiny_vit
 from synthfm.modeling.synthfm_model import SynthFM
 
@@ -51,7 +51,16 @@ ENCODERS: dict[str, EncoderSpec] = {
     "click_unet": EncoderSpec("click_unet", build_click_unet, 256, False,
                               "early-fusion U-Net, prompts rasterised at S/4 (~1.1M params), trained from scratch",
                               whole_model=True),
+    "click_unet_deep": EncoderSpec("click_unet_deep", build_click_unet_deep, 256, False,
+                                   "click_unet with 5 more blocks (~1.8M params); grows from a click_unet checkpoint",
+                                   whole_model=True),
 }
+
+
+def is_whole_model(encoder: str | None) -> bool:
+    """True for the early-fusion families (click_unet*), whose build returns the whole model."""
+    spec = ENCODERS.get(encoder or "")
+    return bool(spec and spec.whole_model)
 
 
 def get_encoder_spec(encoder: str) -> EncoderSpec:

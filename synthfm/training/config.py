@@ -51,6 +51,13 @@ class TrainConfig:
         image (saturated logits, Dice loss ~0.9 after 5,000 images; see losses.bce_loss_per_item).
     iou_loss_weight: weight of an MSE loss on the IoU head (0 = the paper's pure Dice; the IoU
         predictions, i.e. the predictor's scores, are then untrained).
+    iou_rank_weight: weight of a listwise ranking loss on the IoU head (whole-model families):
+        cross-entropy between the softmax of the head's logits over the candidates and the softmax
+        of their true IoUs / 0.05.  MSE fits each score; this one trains what ``predict`` uses the
+        scores for: picking the best candidate.
+    train_only: ``"iou_head"`` = train only the IoU head of an ``--init`` model, everything else
+        frozen (the masks cannot change, so only the selection among candidates can improve, at
+        about half the cost of a full step).
     train_encoder: None = the encoder's default (trained for small encoders, frozen for vit_*).
     init: a synthfm checkpoint whose weights start the run (same encoder; a fully convolutional
         model may change its input size, e.g. a 128 px run continued at 256 px).
@@ -95,6 +102,8 @@ class TrainConfig:
     zoom_fraction: float = 0.0
     multimask: bool = False
     iou_loss_weight: float = 0.0
+    iou_rank_weight: float = 0.0
+    train_only: str | None = None
     bce_weight: float = 0.0
     seed: int = 0
     val_images: int = 64
@@ -114,6 +123,8 @@ class TrainConfig:
         # JSON round trips give a list; keep one hashable, comparable form
         object.__setattr__(self, "finetune", tuple(str(p) for p in (self.finetune or ())))
 
+
+TRAIN_ONLY = (None, "iou_head")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
@@ -213,7 +224,8 @@ def is_vit(encoder: str) -> bool:
 UPPER_BOUNDS = {"size": 4096, "gen_size": 4096, "batch_size": 4096, "prompts_per_image": 256, "max_pos": 64,
                 "max_neg": 64, "epochs": 10**6, "images_per_epoch": 10**9, "val_images": 10**6, "workers": 256,
                 "warmup_steps": 10**9, "checkpoint_every": 10**9, "log_every": 10**9, "seed": 2**63 - 1,
-                "lr": 10.0, "weight_decay": 10.0, "box_jitter": 10.0, "bce_weight": 1e6, "iou_loss_weight": 1e6}
+                "lr": 10.0, "weight_decay": 10.0, "box_jitter": 10.0, "bce_weight": 1e6, "iou_loss_weight": 1e6,
+                "iou_rank_weight": 1e6}
 
 
 def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None = None) -> None:
@@ -248,6 +260,14 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
         raise UserError(f"--bce-weight must be >= 0, got {c.bce_weight!r}")
     if not (math.isfinite(c.iou_loss_weight) and c.iou_loss_weight >= 0):
         raise UserError(f"--iou-loss-weight must be >= 0, got {c.iou_loss_weight!r}")
+    if not (math.isfinite(c.iou_rank_weight) and c.iou_rank_weight >= 0):
+        raise UserError(f"--iou-rank-weight must be >= 0, got {c.iou_rank_weight!r}")
+    if c.train_only not in TRAIN_ONLY:
+        raise UserError(f"--train-only must be one of {', '.join(t for t in TRAIN_ONLY if t)}, got {c.train_only!r}")
+    if c.train_only and c.init is None:
+        raise UserError("--train-only trains part of an existing model; give its checkpoint with --init")
+    if c.train_only == "iou_head" and not (c.iou_loss_weight > 0 or c.iou_rank_weight > 0):
+        raise UserError("--train-only iou_head needs --iou-loss-weight or --iou-rank-weight above 0")
     if c.lr_schedule not in LR_SCHEDULES:
         raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {c.lr_schedule!r}")
     for name in ("size", "gen_size"):

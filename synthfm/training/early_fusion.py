@@ -8,9 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from synthfm.modeling.registry import is_whole_model
 from synthfm.training.config import TrainConfig
 from synthfm.training.data import TrainBatch
-from synthfm.training.losses import bce_loss_per_item, iou_prediction_loss, soft_dice_loss
+from synthfm.training.losses import bce_loss_per_item, iou_prediction_loss, iou_ranking_loss, soft_dice_loss
 
 
 def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, encode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,7 +19,8 @@ def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, 
 
     Each set gets all ``num_masks`` candidates; the mask loss is the minimum over candidates of
     Dice + ``bce_weight`` x BCE (so one click may keep several readings), and the IoU head learns
-    each candidate's true IoU (MSE, weight ``iou_loss_weight``).
+    each candidate's true IoU (MSE, weight ``iou_loss_weight``) and which candidate is best
+    (ranking, weight ``iou_rank_weight``).
     """
     k = batch.prompts_per_image
     size = batch.images.shape[-1]
@@ -37,7 +39,9 @@ def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, 
     mask_loss = per_mask.min(dim=1).values.mean()
     total = mask_loss
     if config.iou_loss_weight > 0:
-        total = mask_loss + config.iou_loss_weight * iou_prediction_loss(iou, full, batch.masks)
+        total = total + config.iou_loss_weight * iou_prediction_loss(iou, full, batch.masks)
+    if config.iou_rank_weight > 0:
+        total = total + config.iou_rank_weight * iou_ranking_loss(iou, full, batch.masks)
     return total, mask_loss.detach()
 
 
@@ -48,7 +52,7 @@ def trained_outputs(config: TrainConfig) -> dict[str, bool]:
     SynthFM with ``--multimask``); iou_scores: the IoU head, i.e. the predictor's scores;
     mask_input: previous-mask prompts (``--mask-fraction``, read only by click_unet).
     """
-    early = config.encoder == "click_unet"
+    early = is_whole_model(config.encoder)
     return {
         "multimask": early or bool(config.multimask),
         "iou_scores": config.iou_loss_weight > 0,

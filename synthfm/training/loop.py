@@ -56,6 +56,7 @@ from synthfm.training.distributed import (
     resolve_device,
 )
 from synthfm.training.early_fusion import early_fusion_loss, trained_outputs
+from synthfm.training.init_from import freeze_all_but, load_init
 from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, collate_items
 from synthfm.training.finetune_data import check_same_finetune_data, finetune_data_for, init_record
 from synthfm.training.run_folder import (
@@ -98,25 +99,10 @@ def build_training_model(config: TrainConfig):
         torch.manual_seed(config.seed)
         model = init_model(config.encoder, config.size, sam_checkpoint=config.sam_checkpoint, freeze_encoder=frozen)
     if config.init is not None:
-        _load_init(model, config)
+        load_init(model, config)
+    if config.train_only:
+        freeze_all_but(model, config.train_only)
     return model
-
-
-def _load_init(model, config: TrainConfig) -> None:
-    """Copy the weights of checkpoint ``config.init`` (``"default"`` = the shipped model, or a path)
-    into ``model`` (strict; UserError on mismatch)."""
-    from synthfm.weights.checkpoint import load_checkpoint, read_metadata
-    from synthfm.weights.source import resolve_model
-
-    path = resolve_model(config.init)
-    meta = read_metadata(path)
-    if meta["encoder"] != config.encoder:
-        raise UserError(f"--init {path} is a {meta['encoder']} model, this run trains {config.encoder}")
-    source, _ = load_checkpoint(path, sam_checkpoint=config.sam_checkpoint)
-    try:
-        model.load_state_dict(source.state_dict(), strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"--init {path} does not fit this run's model: {str(exc).splitlines()[0][:200]}") from None
 
 
 def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:

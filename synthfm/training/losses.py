@@ -66,6 +66,23 @@ def iou_prediction_loss(iou_pred: Tensor, logits: Tensor, target: Tensor) -> Ten
     return torch.mean((iou_pred.float() - mask_iou(logits, target)) ** 2)
 
 
+IOU_RANK_TEMPERATURE = 0.05  # true-IoU differences of ~0.05 already make one candidate clearly preferred
+
+
+def iou_ranking_loss(iou_pred: Tensor, logits: Tensor, target: Tensor,
+                     temperature: float = IOU_RANK_TEMPERATURE) -> Tensor:
+    """Listwise ranking loss of the IoU head over the candidates of each prompt set; scalar.
+
+    iou_pred (B, C) in (0, 1) (sigmoid of the head's logits), logits (B, C, H, W) mask logits,
+    target (B, H, W).  Cross-entropy between softmax(true IoU / temperature) and the softmax of
+    the head's logits: the argmax of ``iou_pred`` (what ``predict`` returns) is pushed toward the
+    truly best candidate; near-ties give near-uniform targets, so they cost little.
+    """
+    soft = torch.softmax(mask_iou(logits, target) / temperature, dim=1)
+    scores = torch.logit(iou_pred.float().clamp(1e-6, 1 - 1e-6))
+    return -(soft * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
+
+
 def hard_dice(logits: Tensor, target: Tensor) -> Tensor:
     """Dice of the thresholded masks ``logits > 0`` (evaluation metric), no gradient.
 

@@ -29,9 +29,11 @@ def check_run_inputs(config) -> None:
             raise UserError(f"--sam-checkpoint {path} is not a PyTorch .pth file (official SAM checkpoints are)")
     if config.init is not None:
         from synthfm.weights.checkpoint import read_metadata
+        from synthfm.weights.source import resolve_model
 
-        check_regular_file(Path(config.init), "--init checkpoint", error=UserError)
-        read_metadata(config.init)
+        path = resolve_model(config.init)  # "default" is the shipped file, not a path in the cwd
+        check_regular_file(path, "--init checkpoint", error=UserError)
+        read_metadata(path)
 
 
 def check_same_run(out: Path, weights: Path) -> None:

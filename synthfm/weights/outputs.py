@@ -85,7 +85,9 @@ def _from_config(config: dict, encoder: str | None) -> TrainedOutputs:
     # The rule of synthfm.training.early_fusion.trained_outputs, on a stored dict whose keys may
     # predate some settings: a missing key is "not trained" (tests/test_trained_outputs.py keeps
     # the two rules in step).
-    whole_model = (config.get("encoder") or encoder) == "click_unet"
+    from synthfm.modeling.registry import is_whole_model  # lazy: this module is read without torch
+
+    whole_model = is_whole_model(config.get("encoder") or encoder)
 
     def positive(key: str) -> bool:
         try:
