@@ -39,4 +39,6 @@ stage 3_long2 "" --preset click --init "$OUT/2_long/best.safetensors" --epochs 2
 # 4. a third cosine cycle over 55,000 images (seed 3)
 stage 4_long3 "" --preset click --init "$OUT/3_long2/best.safetensors" --epochs 22 --images-per-epoch 2500 \
   --batch-size 16 --prompts-per-image 2 --warmup-steps 50 --seed 3 --checkpoint-every 25
-echo "selected: $OUT/4_long3/best.safetensors (store it with half=True as in checkpoints/README.md)"
+# 5. store the selected weights as the package stores them (float16, run-only keys dropped)
+$PY checkpoints/store_default.py "$OUT/4_long3/best.safetensors" --run "$OUT/4_long3" \
+  --out "$OUT/synthfm_default.safetensors" --replace

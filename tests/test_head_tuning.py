@@ -88,3 +88,46 @@ def test_init_default_grows_the_shipped_model_into_the_deep_variant(tmp_path):
     train(cfg, progress=False)
     meta = read_metadata(tmp_path / "run" / "last.safetensors")
     assert meta["encoder"] == "click_unet_deep" and meta["init"]["name"] == "default"
+
+
+def _one_disc_batch():
+    import numpy as np
+
+    from synthfm.training.data import TrainBatch
+
+    yy, xx = np.mgrid[:64, :64]
+    mask = ((yy - 30) ** 2 + (xx - 34) ** 2 < 150).astype(np.uint8)
+    return TrainBatch(
+        indices=[0], images=torch.from_numpy(mask * 180.0 + 30.0).float()[None, None], masks=torch.from_numpy(mask)[None],
+        point_coords=torch.tensor([[[34.0, 30.0]]]), point_labels=torch.tensor([[1]]),
+        boxes=torch.zeros(1, 4), is_box=torch.tensor([False]), n_clicks=torch.tensor([1]),
+        mask_inputs=torch.zeros(1, 1, 16, 16), has_mask=torch.tensor([False]),
+    )
+
+
+def test_first_mask_weight_adds_candidate_zeros_own_loss():
+    import torch.nn.functional as F
+
+    from synthfm.modeling import build_model
+    from synthfm.training.config import TrainConfig
+    from synthfm.training.losses import bce_loss_per_item, soft_dice_loss
+    from synthfm.training.step import compute_loss
+
+    torch.manual_seed(0)
+    model = build_model("click_unet", image_size=64).eval()
+    batch = _one_disc_batch()
+    with torch.no_grad():
+        base, mask_base = compute_loss(model, batch, TrainConfig(bce_weight=1.0))
+        weighted, mask_weighted = compute_loss(model, batch, TrainConfig(bce_weight=1.0, first_mask_weight=0.5))
+        logits, _ = model.forward_all(model.encode(batch.images), batch.point_coords, batch.point_labels)
+        full = F.interpolate(logits, size=(64, 64), mode="bilinear", align_corners=False)
+        target = batch.masks[:, None]
+        first = (soft_dice_loss(full, target) + bce_loss_per_item(full, target))[:, 0].mean()
+    assert torch.isclose(weighted - base, 0.5 * first, atol=1e-5)
+    assert torch.equal(mask_base, mask_weighted)  # the logged mask loss stays the min over candidates
+
+
+def test_first_mask_and_rank_weights_are_refused_for_late_fusion():
+    with pytest.raises(UserError, match="first-mask-weight.*click_unet"):
+        validate_config(preset_config("tiny", encoder="tiny_cnn", first_mask_weight=1.0))
+    validate_config(preset_config("tiny", encoder="click_unet", first_mask_weight=1.0))

@@ -20,7 +20,7 @@ from synthfm.training.config import LR_SCHEDULES, PRESETS, preset_config
 _CONFIG_OPTIONS = (
     "recipe", "encoder", "init", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
     "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
-    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "multimask", "iou_loss_weight", "iou_rank_weight", "train_only", "bce_weight", "seed", "val_images", "checkpoint_every",
+    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "multimask", "iou_loss_weight", "iou_rank_weight", "first_mask_weight", "train_only", "bce_weight", "seed", "val_images", "checkpoint_every",
     "log_every", "workers", "synth_device", "device", "amp", "compile", "out", "finetune",
     "finetune_synth_fraction", "finetune_val_fraction",
 )
@@ -85,6 +85,8 @@ _CONFIG_OPTIONS = (
 @click.option("--iou-loss-weight", type=float, default=None, help="Weight of the IoU-head MSE loss (0 = off).")
 @click.option("--iou-rank-weight", type=float, default=None,
               help="Weight of the IoU-head ranking loss (which candidate is best; 0 = off).")
+@click.option("--first-mask-weight", type=float, default=None,
+              help="Weight of a loss on candidate 0 alone: it learns the single best guess (0 = off).")
 @click.option("--train-only", type=click.Choice(["iou_head"]), default=None,
               help="Train only this part of the --init model (the rest frozen).")
 @click.option("--seed", type=int, default=None, help="Run seed (images, prompts, initial weights).")

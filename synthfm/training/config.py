@@ -55,6 +55,10 @@ class TrainConfig:
         cross-entropy between the softmax of the head's logits over the candidates and the softmax
         of their true IoUs / 0.05.  MSE fits each score; this one trains what ``predict`` uses the
         scores for: picking the best candidate.
+    first_mask_weight: weight of a Dice (+ BCE) term on candidate 0 alone, for every prompt set
+        (whole-model families).  The min over candidates lets each click keep several readings,
+        but then no candidate is trained to be the single best guess; this term makes candidate 0
+        that guess (the role of SAM's single-mask output) while candidates 1-2 keep the min.
     train_only: ``"iou_head"`` = train only the IoU head of an ``--init`` model, everything else
         frozen (the masks cannot change, so only the selection among candidates can improve, at
         about half the cost of a full step).
@@ -103,6 +107,7 @@ class TrainConfig:
     multimask: bool = False
     iou_loss_weight: float = 0.0
     iou_rank_weight: float = 0.0
+    first_mask_weight: float = 0.0
     train_only: str | None = None
     bce_weight: float = 0.0
     seed: int = 0
@@ -225,7 +230,7 @@ UPPER_BOUNDS = {"size": 4096, "gen_size": 4096, "batch_size": 4096, "prompts_per
                 "max_neg": 64, "epochs": 10**6, "images_per_epoch": 10**9, "val_images": 10**6, "workers": 256,
                 "warmup_steps": 10**9, "checkpoint_every": 10**9, "log_every": 10**9, "seed": 2**63 - 1,
                 "lr": 10.0, "weight_decay": 10.0, "box_jitter": 10.0, "bce_weight": 1e6, "iou_loss_weight": 1e6,
-                "iou_rank_weight": 1e6}
+                "iou_rank_weight": 1e6, "first_mask_weight": 1e6}
 
 
 def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None = None) -> None:
@@ -262,6 +267,8 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
         raise UserError(f"--iou-loss-weight must be >= 0, got {c.iou_loss_weight!r}")
     if not (math.isfinite(c.iou_rank_weight) and c.iou_rank_weight >= 0):
         raise UserError(f"--iou-rank-weight must be >= 0, got {c.iou_rank_weight!r}")
+    if not (math.isfinite(c.first_mask_weight) and c.first_mask_weight >= 0):
+        raise UserError(f"--first-mask-weight must be >= 0, got {c.first_mask_weight!r}")
     if c.train_only not in TRAIN_ONLY:
         raise UserError(f"--train-only must be one of {', '.join(t for t in TRAIN_ONLY if t)}, got {c.train_only!r}")
     if c.train_only and c.init is None:
@@ -307,6 +314,12 @@ def _validate_encoder_policy(c: TrainConfig) -> None:
             )
     elif c.sam_checkpoint is not None:
         raise UserError(f"--sam-checkpoint only applies to SAM's vit_* encoders, not {c.encoder}")
+    whole_model_only = [name for name in ("iou_rank_weight", "first_mask_weight") if getattr(c, name) > 0]
+    if whole_model_only:
+        from synthfm.modeling.registry import ENCODERS, is_whole_model
+
+        if c.encoder in ENCODERS and not is_whole_model(c.encoder):
+            raise UserError(f"--{_flag(whole_model_only[0])} applies to the click_unet family only, not {c.encoder}")
     if c.sam_checkpoint is not None and not Path(c.sam_checkpoint).is_file():
         raise UserError(f"SAM checkpoint file not found: {c.sam_checkpoint}")
 

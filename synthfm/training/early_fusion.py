@@ -18,7 +18,8 @@ def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, 
     """compute_loss for whole-model families (ClickUNet): every prompt set in one pass.
 
     Each set gets all ``num_masks`` candidates; the mask loss is the minimum over candidates of
-    Dice + ``bce_weight`` x BCE (so one click may keep several readings), and the IoU head learns
+    Dice + ``bce_weight`` x BCE (so one click may keep several readings), plus
+    ``first_mask_weight`` x candidate 0's own loss (the single best guess), and the IoU head learns
     each candidate's true IoU (MSE, weight ``iou_loss_weight``) and which candidate is best
     (ranking, weight ``iou_rank_weight``).
     """
@@ -38,6 +39,8 @@ def early_fusion_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool, 
         per_mask = per_mask + config.bce_weight * bce_loss_per_item(full, target)
     mask_loss = per_mask.min(dim=1).values.mean()
     total = mask_loss
+    if config.first_mask_weight > 0:
+        total = total + config.first_mask_weight * per_mask[:, 0].mean()
     if config.iou_loss_weight > 0:
         total = total + config.iou_loss_weight * iou_prediction_loss(iou, full, batch.masks)
     if config.iou_rank_weight > 0:

@@ -11,7 +11,8 @@ One optimiser step on each process:
    S x S and compared with the full-resolution targets by soft Dice (the paper's loss; the small
    preset adds pixel-wise BCE, see ``TrainConfig.bce_weight``), averaged over prompt sets.
    The loss is taken at full resolution because that is what inference thresholds (the
-   predictor upsamples the same logits) and thin structures vanish in a 4x downsampled target.
+   predictor upsamples the same logits) and thin structures vanish in a 4x downsampled target
+   (:mod:`synthfm.training.step`).
 
 Whole-model families (``click_unet``) decode every prompt set in one pass with all candidates and
 their own objective (:mod:`synthfm.training.early_fusion`).
@@ -33,12 +34,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from synthfm import __version__
 from synthfm.errors import UserError
-from synthfm.training.losses import bce_loss_per_item, iou_prediction_loss, soft_dice_loss
 from synthfm.training.config import (
     RESUMABLE_OVERRIDES,
     TrainConfig,
@@ -55,7 +54,7 @@ from synthfm.training.distributed import (
     init_distributed,
     resolve_device,
 )
-from synthfm.training.early_fusion import early_fusion_loss, trained_outputs
+from synthfm.training.early_fusion import trained_outputs
 from synthfm.training.init_from import freeze_all_but, load_init
 from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, collate_items
 from synthfm.training.finetune_data import check_same_finetune_data, finetune_data_for, init_record
@@ -78,6 +77,7 @@ from synthfm.training.run_folder import (
 )
 from synthfm.training.run_checks import check_run_inputs, check_same_run
 from synthfm.training.run_guard import RunGuard
+from synthfm.training.step import compute_loss, lr_at, optimizer_step, prompt_groups
 from synthfm.training.validation import ValidationSet, build_validation_set, evaluate_validation, setting_key
 
 
@@ -104,94 +104,6 @@ def build_training_model(config: TrainConfig):
         freeze_all_but(model, config.train_only)
     return model
 
-
-def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
-    """Learning rate for optimiser step ``step`` (0-based): linear warm-up, then constant or cosine."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if config.lr_schedule == "cosine":
-        span = max(1, total_steps - config.warmup_steps)
-        progress = min(1.0, (step - config.warmup_steps) / span)
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return config.lr
-
-
-def prompt_groups(batch: TrainBatch, multimask: bool) -> list[tuple[str, torch.Tensor]]:
-    """Split the B*K prompt sets into decode groups: ("box" | "multi" | "single", row indices).
-
-    "box": prompt sets that are a box alone; "multi" (only if ``multimask``): single-click sets,
-    trained with SAM's 3 ambiguity masks; "single": all other point sets (one mask).
-    """
-    is_box = batch.is_box
-    multi = (batch.n_clicks == 1) & ~is_box if multimask else torch.zeros_like(is_box)
-    single = ~is_box & ~multi
-    groups = []
-    for kind, sel in (("single", single), ("multi", multi), ("box", is_box)):
-        idx = torch.nonzero(sel, as_tuple=False).flatten()
-        if idx.numel():
-            groups.append((kind, idx))
-    return groups
-
-
-def compute_loss(model, batch: TrainBatch, config: TrainConfig, amp: bool = False,
-                 encode=None, decode=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, mask loss) of one batch, both scalars; the batch must be on the model's device.
-
-    mask loss: soft Dice (+ ``bce_weight`` x BCE) per prompt set, min over masks for multimask sets,
-    averaged over all B*K prompt sets; total adds ``iou_loss_weight`` x the IoU-head MSE.
-
-    ``encode`` / ``decode`` default to the model's methods (pass compiled versions to use them).
-    """
-    encode = encode or model.encode
-    decode = decode or model.decode
-    if hasattr(model, "forward_all"):
-        return early_fusion_loss(model, batch, config, amp, encode)
-    size = model.image_size
-    k = batch.prompts_per_image
-    device_type = batch.images.device.type
-    mask_terms, iou_terms = [], []
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-        emb = encode(batch.images)
-        if k > 1:
-            emb = emb.repeat_interleave(k, dim=0)
-        for kind, idx in prompt_groups(batch, config.multimask):
-            sub = emb if idx.numel() == emb.shape[0] else emb.index_select(0, idx)
-            if kind == "box":
-                logits, iou = decode(sub, boxes=batch.boxes[idx])
-            else:
-                logits, iou = decode(sub, point_coords=batch.point_coords[idx], point_labels=batch.point_labels[idx],
-                                     multimask_output=kind == "multi")
-            full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
-            target = batch.masks[idx]
-            per_mask = soft_dice_loss(full, target[:, None])  # (n, C)
-            if config.bce_weight > 0:
-                per_mask = per_mask + config.bce_weight * bce_loss_per_item(full, target[:, None])
-            mask_terms.append(per_mask.min(dim=1).values)
-            if config.iou_loss_weight > 0:
-                iou_terms.append(iou_prediction_loss(iou, full, target) * idx.numel())
-    mask_loss = torch.cat(mask_terms).mean()
-    total = mask_loss
-    if iou_terms:
-        total = mask_loss + config.iou_loss_weight * torch.stack(iou_terms).sum() / batch.masks.shape[0]
-    return total, mask_loss.detach()
-
-
-def optimizer_step(model, optimizer: torch.optim.Optimizer, batch: TrainBatch, config: TrainConfig, lr: float,
-                   world_size: int = 1, encode=None, decode=None) -> torch.Tensor:
-    """One optimiser step on ``batch`` (already on the device) at learning rate ``lr``.
-
-    With ``world_size`` > 1 gradients are averaged over the processes first.  Returns the
-    (detached) loss.
-    """
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    loss, _ = compute_loss(model, batch, config, amp=bool(config.amp), encode=encode, decode=decode)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if world_size > 1:
-        allreduce_gradients([p for g in optimizer.param_groups for p in g["params"]], world_size)
-    optimizer.step()
-    return loss.detach()
 
 
 # ---------------------------------------------------------------------------------------------

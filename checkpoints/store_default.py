@@ -1,0 +1,62 @@
+"""Store a selected training checkpoint as a shippable default: float16, run-only keys dropped.
+
+    python checkpoints/store_default.py runs/long3/best.safetensors --run "runs/long3" \
+        --out synthfm/weights/data/synthfm_default.safetensors --replace
+
+What it writes: the same weights (float16 on disk, loaded back as float32), the run's metadata
+(`recipe`, `train_config`, `val`, `trained_outputs`, ...) minus the keys the checkpoint format sets
+itself, plus `shipped_from` (which run and file) and `inference` (the Predictor defaults chosen from
+the dev table: focus and flip TTA, both off unless given).  It refuses a checkpoint whose training
+saw real images (fine-tuning), because the shipped default must stay synthetic-only, and it refuses
+to replace an existing file unless --replace is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from synthfm.weights.checkpoint import RESERVED_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+
+
+def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_tta: bool) -> dict:
+    """The metadata a shipped default carries, from a training checkpoint's ``meta``.
+
+    Raises ValueError when the training config names a real-data (fine-tuning) source.
+    """
+    train_config = meta.get("train_config") or {}
+    real = train_config.get("finetune") or ()
+    if real:
+        raise ValueError(f"this checkpoint was fine-tuned on real images ({', '.join(real)}); the default must be synthetic-only")
+    kept = {k: v for k, v in meta.items() if k not in RESERVED_KEYS}
+    kept["shipped_from"] = {"run": run, "file": file_name}
+    kept["inference"] = {"focus": bool(focus), "flip_tta": bool(flip_tta)}
+    return kept
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--run", "run_label", default=None, help="How to name the source run in `shipped_from` (default: its folder).")
+@click.option("--focus/--no-focus", default=False, show_default=True, help="Predictor default: focus step.")
+@click.option("--flip-tta/--no-flip-tta", default=False, show_default=True, help="Predictor default: flip TTA.")
+@click.option("--replace", is_flag=True, help="Replace --out if it exists.")
+def main(checkpoint: str, out_path: str, run_label: str | None, focus: bool, flip_tta: bool, replace: bool) -> None:
+    src, dst = Path(checkpoint), Path(out_path)
+    if dst.exists() and not replace:
+        sys.exit(f"error: {dst} exists; pass --replace to overwrite it")
+    if dst.exists() and dst.resolve() == src.resolve():
+        sys.exit("error: --out is the checkpoint being read")
+    try:
+        model, meta = load_checkpoint(src)
+        kept = shippable_metadata(meta, run_label or str(src.parent), src.name, focus, flip_tta)
+        save_checkpoint(dst, model, metadata=kept, half=True)
+    except (CheckpointError, ValueError, OSError) as exc:
+        sys.exit(f"error: {exc}")
+    click.echo(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MiB, {model.encoder_name}, val {kept.get('val', {}).get('mean')})")
+
+
+if __name__ == "__main__":
+    main()
