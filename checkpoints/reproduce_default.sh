@@ -41,4 +41,4 @@ stage 4_long3 "" --preset click --init "$OUT/3_long2/best.safetensors" --epochs 
   --batch-size 16 --prompts-per-image 2 --warmup-steps 50 --seed 3 --checkpoint-every 25
 # 5. store the selected weights as the package stores them (float16, run-only keys dropped)
 $PY checkpoints/store_default.py "$OUT/4_long3/best.safetensors" --run "$OUT/4_long3" \
-  --out "$OUT/synthfm_default.safetensors" --replace
+  --out "$OUT/synthfm_default.safetensors" --overwrite

@@ -1,14 +1,14 @@
 """Store a selected training checkpoint as a shippable default: float16, run-only keys dropped.
 
     python checkpoints/store_default.py runs/long3/best.safetensors --run "runs/long3" \
-        --out synthfm/weights/data/synthfm_default.safetensors --replace
+        --out synthfm/weights/data/synthfm_default.safetensors --overwrite
 
 What it writes: the same weights (float16 on disk, loaded back as float32), the run's metadata
 (`recipe`, `train_config`, `val`, `trained_outputs`, ...) minus the keys the checkpoint format sets
 itself, plus `shipped_from` (which run and file) and `inference` (the Predictor defaults chosen from
 the dev table: focus and flip TTA, both off unless given).  It refuses a checkpoint whose training
-saw real images (fine-tuning), because the shipped default must stay synthetic-only, and it refuses
-to replace an existing file unless --replace is given.
+saw real images (fine-tuning, itself or through its --init), because the shipped default must stay
+synthetic-only, and it refuses to replace an existing file unless --overwrite is given.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from pathlib import Path
 
 import click
 
-from synthfm.weights.checkpoint import RESERVED_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+from synthfm.errors import UserError
+from synthfm.io.atomic import check_writable_output
+from synthfm.training.finetune_data import real_data_seen
+from synthfm.weights.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
 
 
 def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_tta: bool) -> dict:
     """The metadata a shipped default carries, from a training checkpoint's ``meta``.
 
-    Raises ValueError when the training config names a real-data (fine-tuning) source.
+    Raises ValueError when the checkpoint has seen real images (:func:`real_data_seen`).
     """
-    train_config = meta.get("train_config") or {}
-    real = train_config.get("finetune") or ()
+    real = real_data_seen(meta)
     if real:
         raise ValueError(f"this checkpoint was fine-tuned on real images ({', '.join(real)}); the default must be synthetic-only")
     kept = {k: v for k, v in meta.items() if k not in RESERVED_KEYS}
@@ -42,18 +44,17 @@ def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_t
 @click.option("--run", "run_label", default=None, help="How to name the source run in `shipped_from` (default: its folder).")
 @click.option("--focus/--no-focus", default=False, show_default=True, help="Predictor default: focus step.")
 @click.option("--flip-tta/--no-flip-tta", default=False, show_default=True, help="Predictor default: flip TTA.")
-@click.option("--replace", is_flag=True, help="Replace --out if it exists.")
-def main(checkpoint: str, out_path: str, run_label: str | None, focus: bool, flip_tta: bool, replace: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def main(checkpoint: str, out_path: str, run_label: str | None, focus: bool, flip_tta: bool, overwrite: bool) -> None:
     src, dst = Path(checkpoint), Path(out_path)
-    if dst.exists() and not replace:
-        sys.exit(f"error: {dst} exists; pass --replace to overwrite it")
-    if dst.exists() and dst.resolve() == src.resolve():
-        sys.exit("error: --out is the checkpoint being read")
     try:
+        check_writable_output(dst, overwrite=overwrite)
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise UserError("--out is the checkpoint being read")
         model, meta = load_checkpoint(src)
         kept = shippable_metadata(meta, run_label or str(src.parent), src.name, focus, flip_tta)
         save_checkpoint(dst, model, metadata=kept, half=True)
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # UserError and CheckpointError are ValueErrors
         sys.exit(f"error: {exc}")
     click.echo(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MiB, {model.encoder_name}, val {kept.get('val', {}).get('mean')})")
 

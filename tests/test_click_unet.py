@@ -97,21 +97,13 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_a_few_training_steps_reduce_the_loss_on_one_batch():
+    from disc_batch import one_disc_batch
     from synthfm.training.loop import compute_loss
     from synthfm.training.config import TrainConfig
-    from synthfm.training.data import TrainBatch
 
     torch.manual_seed(0)
     model = tiny_model().train()
-    yy, xx = np.mgrid[:64, :64]
-    mask = ((yy - 30) ** 2 + (xx - 34) ** 2 < 150).astype(np.uint8)
-    image = torch.from_numpy(mask * 180.0 + 30.0).float()[None, None]
-    batch = TrainBatch(
-        indices=[0], images=image, masks=torch.from_numpy(mask)[None],
-        point_coords=torch.tensor([[[34.0, 30.0]]]), point_labels=torch.tensor([[1]]),
-        boxes=torch.zeros(1, 4), is_box=torch.tensor([False]), n_clicks=torch.tensor([1]),
-        mask_inputs=torch.zeros(1, 1, 16, 16), has_mask=torch.tensor([False]),
-    )
+    batch = one_disc_batch()
     config = TrainConfig(bce_weight=1.0, iou_loss_weight=1.0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []

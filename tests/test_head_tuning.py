@@ -90,24 +90,10 @@ def test_init_default_grows_the_shipped_model_into_the_deep_variant(tmp_path):
     assert meta["encoder"] == "click_unet_deep" and meta["init"]["name"] == "default"
 
 
-def _one_disc_batch():
-    import numpy as np
-
-    from synthfm.training.data import TrainBatch
-
-    yy, xx = np.mgrid[:64, :64]
-    mask = ((yy - 30) ** 2 + (xx - 34) ** 2 < 150).astype(np.uint8)
-    return TrainBatch(
-        indices=[0], images=torch.from_numpy(mask * 180.0 + 30.0).float()[None, None], masks=torch.from_numpy(mask)[None],
-        point_coords=torch.tensor([[[34.0, 30.0]]]), point_labels=torch.tensor([[1]]),
-        boxes=torch.zeros(1, 4), is_box=torch.tensor([False]), n_clicks=torch.tensor([1]),
-        mask_inputs=torch.zeros(1, 1, 16, 16), has_mask=torch.tensor([False]),
-    )
-
-
 def test_first_mask_weight_adds_candidate_zeros_own_loss():
     import torch.nn.functional as F
 
+    from disc_batch import one_disc_batch
     from synthfm.modeling import build_model
     from synthfm.training.config import TrainConfig
     from synthfm.training.losses import bce_loss_per_item, soft_dice_loss
@@ -115,7 +101,7 @@ def test_first_mask_weight_adds_candidate_zeros_own_loss():
 
     torch.manual_seed(0)
     model = build_model("click_unet", image_size=64).eval()
-    batch = _one_disc_batch()
+    batch = one_disc_batch()
     with torch.no_grad():
         base, mask_base = compute_loss(model, batch, TrainConfig(bce_weight=1.0))
         weighted, mask_weighted = compute_loss(model, batch, TrainConfig(bce_weight=1.0, first_mask_weight=0.5))

@@ -59,9 +59,9 @@ def test_refuses_to_replace_without_flag_and_keeps_the_file(trained, tmp_path):
     out = tmp_path / "default.safetensors"
     out.write_bytes(b"mine")
     code, text = _run(src, "--out", out)
-    assert code != 0 and "--replace" in text
+    assert code != 0 and "--overwrite" in text
     assert out.read_bytes() == b"mine"
-    assert _run(src, "--out", out, "--replace")[0] == 0
+    assert _run(src, "--out", out, "--overwrite")[0] == 0
 
 
 def test_refuses_a_fine_tuned_checkpoint(tmp_path):
@@ -78,3 +78,12 @@ def test_bad_checkpoint_is_one_line_from_the_command_line(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), str(bad), "--out", str(tmp_path / "d.safetensors")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "error:" in r.stderr
+
+
+def test_real_data_is_found_through_the_init_chain():
+    from synthfm.training.finetune_data import real_data_seen
+
+    assert real_data_seen({"train_config": {"finetune": [], "finetune_synth_fraction": 0.25}}) == []
+    assert real_data_seen({"init": {"finetune_datasets": [{"name": "KiTS", "train_cases": 20}]}}) == ["KiTS"]
+    assert real_data_seen({"finetune_datasets": [{"name": "data/BUSI"}], "train_config": {"finetune": ["data/BUSI"]}}) \
+        == ["data/BUSI"]

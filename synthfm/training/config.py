@@ -233,6 +233,9 @@ UPPER_BOUNDS = {"size": 4096, "gen_size": 4096, "batch_size": 4096, "prompts_per
                 "iou_rank_weight": 1e6, "first_mask_weight": 1e6}
 
 
+LOSS_WEIGHTS = ("bce_weight", "iou_loss_weight", "iou_rank_weight", "first_mask_weight")
+
+
 def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None = None) -> None:
     """Raise UserError with one line naming the first bad option; check nothing on disk but files.
 
@@ -261,14 +264,10 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
             raise UserError(f"--{_flag(name)} must be in [0, 1], got {getattr(c, name)!r}")
     if not (math.isfinite(c.box_jitter) and c.box_jitter >= 0):
         raise UserError(f"--box-jitter must be >= 0, got {c.box_jitter!r}")
-    if not (math.isfinite(c.bce_weight) and c.bce_weight >= 0):
-        raise UserError(f"--bce-weight must be >= 0, got {c.bce_weight!r}")
-    if not (math.isfinite(c.iou_loss_weight) and c.iou_loss_weight >= 0):
-        raise UserError(f"--iou-loss-weight must be >= 0, got {c.iou_loss_weight!r}")
-    if not (math.isfinite(c.iou_rank_weight) and c.iou_rank_weight >= 0):
-        raise UserError(f"--iou-rank-weight must be >= 0, got {c.iou_rank_weight!r}")
-    if not (math.isfinite(c.first_mask_weight) and c.first_mask_weight >= 0):
-        raise UserError(f"--first-mask-weight must be >= 0, got {c.first_mask_weight!r}")
+    for name in LOSS_WEIGHTS:
+        value = getattr(c, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise UserError(f"--{_flag(name)} must be >= 0, got {value!r}")
     if c.train_only not in TRAIN_ONLY:
         raise UserError(f"--train-only must be one of {', '.join(t for t in TRAIN_ONLY if t)}, got {c.train_only!r}")
     if c.train_only and c.init is None:

@@ -308,3 +308,16 @@ __all__ = [
     "square_pair",
     "to_model_grey",
 ]
+
+
+def real_data_seen(meta: dict) -> list:
+    """Real datasets a checkpoint's training saw, directly or through its --init chain ([] = synthetic only).
+
+    meta: the checkpoint's metadata (:func:`synthfm.weights.checkpoint.read_metadata`).
+    """
+    init = meta.get("init") or {}
+    seen = [*(meta.get("finetune_datasets") or []), *((meta.get("train_config") or {}).get("finetune") or []),
+            *(init.get("finetune_datasets") or []), *(init.get("train_config_finetune") or [])]
+    names = (d.get("name", str(d)) if isinstance(d, dict) else str(d) for d in seen)
+    return list(dict.fromkeys(names))
+
