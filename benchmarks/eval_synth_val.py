@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Synthetic-validation Dice of checkpoints on one fixed set, whatever their input size.
 
-Scoring is the trainer's (``evaluate_validation``).  The set is the training run's validation set (seed stream ``seed + 10**6``, see
+Scoring is the trainer's (``evaluate_validation``); ``--targets`` picks the target unit.  The set is the training run's validation set (seed stream ``seed + 10**6``, see
 ``synthfm.training.validation``) generated at ``--size`` (default 256).  A model with another input size S
 gets the images resized to S and the clicks scaled; its logits are upsampled back, so every model
 is scored on the same pixels.  Prints a table, writes JSON.
@@ -26,15 +26,17 @@ import torch
 @click.option("--images", default=64, show_default=True, help="Validation images.")
 @click.option("--seed", default=0, show_default=True, help="Run seed whose validation stream is used.")
 @click.option("--recipe", default="synthfm", show_default=True)
+@click.option("--targets", type=click.Choice(["label", "component"]), default="label", show_default=True,
+              help="Target unit of the set (synthfm.training.target_units): a whole label, or one connected piece.")
 @click.option("--threads", default=1, show_default=True)
 @click.option("--json", "json_path", default=None, help="Write the results here.")
-def main(checkpoints, size, images, seed, recipe, threads, json_path):
+def main(checkpoints, size, images, seed, recipe, targets, threads, json_path):
     from synthfm.weights.checkpoint import load_checkpoint
     from synthfm.synth.recipe import load_recipe
     from synthfm.training.validation import build_validation_set, evaluate_validation
 
     torch.set_num_threads(threads)
-    vset = build_validation_set(load_recipe(recipe), seed, images, size)
+    vset = build_validation_set(load_recipe(recipe), seed, images, size, targets=targets)
     rows = []
     for path in checkpoints:
         model, meta = load_checkpoint(path)
@@ -49,7 +51,7 @@ def main(checkpoints, size, images, seed, recipe, threads, json_path):
         print(f"{r['checkpoint'][-60:]:60s} {r['encoder']:10s} {r['image_size']:4d} {str(r['images_seen']):>8s} "
               f"{str(r['wall_s']):>8s} " + " ".join(f"{r[k]:9.4f}" for k in keys))
     if json_path:
-        Path(json_path).write_text(json.dumps({"size": size, "images": images, "seed": seed, "recipe": recipe,
+        Path(json_path).write_text(json.dumps({"size": size, "images": images, "seed": seed, "recipe": recipe, "targets": targets,
                                                "rows": rows}, indent=2))
 
 

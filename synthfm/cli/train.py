@@ -20,7 +20,7 @@ from synthfm.training.config import LR_SCHEDULES, PRESETS, preset_config
 _CONFIG_OPTIONS = (
     "recipe", "encoder", "init", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
     "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
-    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "multimask", "iou_loss_weight", "iou_rank_weight", "first_mask_weight", "train_only", "bce_weight", "seed", "val_images", "checkpoint_every",
+    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "targets", "multimask", "iou_loss_weight", "iou_rank_weight", "first_mask_weight", "train_only", "bce_weight", "seed", "val_images", "checkpoint_every",
     "log_every", "workers", "synth_device", "device", "amp", "compile", "out", "finetune",
     "finetune_synth_fraction", "finetune_val_fraction",
 )
@@ -78,6 +78,9 @@ _CONFIG_OPTIONS = (
               help="Fraction of prompt sets that also get a previous-mask input with corrective clicks.")
 @click.option("--zoom-fraction", type=float, default=None,
               help="Fraction of images replaced by a zoomed crop around one target (scale robustness).")
+@click.option("--targets", type=click.Choice(["label", "component"]), default=None,
+              help="What a prompt set segments: a whole synthetic label, or one connected piece of it "
+                   "(the unit real objects are scored as). [click preset: component]")
 @click.option("--multimask/--no-multimask", default=None,
               help="Train SAM's 3 ambiguity masks on single clicks (min-over-masks Dice).")
 @click.option("--bce-weight", type=float, default=None,

@@ -126,5 +126,5 @@ def check_run(out, config, n_images: int = CHECK_IMAGES) -> list[str]:
     model, _ = load_checkpoint(out / LAST_WEIGHTS, sam_checkpoint=config.sam_checkpoint, device=str(device))
     recipe = recipe_from_dict(read_run_config(out)["recipe"], source=str(out))
     vset = build_validation_set(recipe, config.seed, min(n_images, config.val_images), model.image_size,
-                                config.gen_size)
+                                config.gen_size, targets=config.targets)
     return collapse_warnings(prediction_stats(model, vset, device))

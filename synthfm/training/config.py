@@ -70,6 +70,9 @@ class TrainConfig:
         from the batch (click_unet) use it.
     zoom_fraction: share of images replaced by a square crop around one target that fills 30-95 %
         of the crop side (scale robustness).
+    targets: what one prompt set segments: ``"label"`` = the whole (often scattered) label,
+        ``"component"`` = one 8-connected piece of it, the unit real objects are scored as
+        (:mod:`synthfm.training.target_units`); also the unit of the run's synthetic validation.
     checkpoint_every: steps between checkpoints (0 = only at the end of each epoch).
     amp: bf16 autocast; None = on for CUDA, off otherwise.
     synth_device: ``workers`` = the numpy engine in ``workers`` DataLoader processes; a torch device
@@ -104,6 +107,7 @@ class TrainConfig:
     box_jitter: float = 0.1
     mask_fraction: float = 0.0
     zoom_fraction: float = 0.0
+    targets: str = "label"
     multimask: bool = False
     iou_loss_weight: float = 0.0
     iou_rank_weight: float = 0.0
@@ -130,6 +134,7 @@ class TrainConfig:
 
 
 TRAIN_ONLY = (None, "iou_head")
+TARGET_UNITS = ("label", "component")  # see synthfm.training.target_units
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
@@ -142,8 +147,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "click": dict(
         encoder="click_unet", size=128, gen_size=256, epochs=15, images_per_epoch=1000, batch_size=8,
         prompts_per_image=4, lr=1e-3, warmup_steps=100, lr_schedule="cosine", box_fraction=0.1,
-        mask_fraction=0.3, zoom_fraction=0.3, iou_loss_weight=1.0, bce_weight=1.0, val_images=64, workers=1,
-        checkpoint_every=25, out="runs/click",
+        mask_fraction=0.3, zoom_fraction=0.3, targets="component", iou_loss_weight=1.0, bce_weight=1.0,
+        val_images=64, workers=1, checkpoint_every=25, out="runs/click",
     ),
     "tiny": dict(
         recipe="synthfm", encoder="tiny_cnn", size=64, epochs=2, images_per_epoch=32, batch_size=4,
@@ -262,6 +267,8 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
     for name in ("mask_fraction", "zoom_fraction"):
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise UserError(f"--{_flag(name)} must be in [0, 1], got {getattr(c, name)!r}")
+    if c.targets not in TARGET_UNITS:
+        raise UserError(f"--targets must be one of {', '.join(TARGET_UNITS)}, got {c.targets!r}")
     if not (math.isfinite(c.box_jitter) and c.box_jitter >= 0):
         raise UserError(f"--box-jitter must be >= 0, got {c.box_jitter!r}")
     for name in LOSS_WEIGHTS:

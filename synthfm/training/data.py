@@ -24,6 +24,7 @@ from synthfm.synth.batch import PromptedBatch
 from synthfm.synth.sample import Sample
 from synthfm.training.prompt_augment import corrective_clicks, mask_logits, perturbed_mask, zoom_on_target
 from synthfm.training.config import TrainConfig
+from synthfm.training.target_units import target_unit_mask
 
 # PromptPolicy takes its defaults from TrainConfig, so the two cannot disagree.
 _TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -41,6 +42,7 @@ class PromptPolicy:
     box_jitter: float = _TRAIN_DEFAULTS["box_jitter"]
     mask_fraction: float = _TRAIN_DEFAULTS["mask_fraction"]
     zoom_fraction: float = _TRAIN_DEFAULTS["zoom_fraction"]
+    targets: str = _TRAIN_DEFAULTS["targets"]
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> "PromptPolicy":
@@ -183,7 +185,9 @@ class PromptedItemTransform:
         has_mask = np.zeros((k,), bool)
         masks_of: dict[int, np.ndarray] = {}
         for j, t in enumerate(order):
-            mask = masks_of.setdefault(int(t), target_mask(labels, targets[t]))
+            if int(t) not in masks_of:  # a cycled target keeps the piece it was given
+                masks_of[int(t)] = target_unit_mask(target_mask(labels, targets[t]), pol.targets, rng)
+            mask = masks_of[int(t)]
             masks[j] = mask
             if pol.mask_fraction > 0 and rng.random() < pol.mask_fraction:
                 has_mask[j] = True

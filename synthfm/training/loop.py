@@ -446,7 +446,7 @@ def _validation_set(config: TrainConfig, recipe, image_size: int, dist: DistCont
         if len(vset):
             return vset
     return build_validation_set(recipe, config.seed, config.val_images, image_size, config.gen_size,
-                                workers=config.workers)
+                                workers=config.workers, targets=config.targets)
 
 
 def _validate(model, vset: ValidationSet, device, config: TrainConfig, run: _Loop, logs: "_Logs",

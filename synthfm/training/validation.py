@@ -21,6 +21,7 @@ from synthfm.training.losses import hard_dice
 from synthfm.prompts import DEFAULT_SETTINGS, simulate_clicks
 from synthfm.synth.sample import Sample
 from synthfm.training.data import pad_clicks, resize_sample, target_mask, usable_targets
+from synthfm.training.target_units import target_unit_mask
 
 VAL_SEED_OFFSET = 10**6
 VAL_RNG_STREAM = 2
@@ -45,10 +46,11 @@ class ValidationItem:
 class ValidationItemTransform:
     """``transform(index, sample) -> ValidationItem`` for ``SyntheticStream``; picklable."""
 
-    def __init__(self, val_seed: int, image_size: int, settings: tuple[tuple[int, int], ...]):
+    def __init__(self, val_seed: int, image_size: int, settings: tuple[tuple[int, int], ...], targets: str = "label"):
         self.val_seed = int(val_seed)
         self.image_size = int(image_size)
         self.settings = tuple(settings)
+        self.targets = targets
 
     def __call__(self, index: int, sample: Sample) -> ValidationItem:
         image, labels = resize_sample(sample, self.image_size)
@@ -57,6 +59,7 @@ class ValidationItemTransform:
             return ValidationItem(int(index), None, None, [], [])
         rng = np.random.default_rng([self.val_seed, int(index), VAL_RNG_STREAM])
         mask = target_mask(labels, targets[int(rng.integers(len(targets)))])
+        mask = target_unit_mask(mask, self.targets, rng)
         coords, labs = [], []
         for p, n in self.settings:
             clicks = simulate_clicks(mask, p, n, rng)
@@ -100,16 +103,19 @@ def build_validation_set(
     gen_size: int | None = None,
     workers: int = 0,
     settings: tuple[tuple[int, int], ...] = DEFAULT_SETTINGS,
+    targets: str = "label",
 ) -> ValidationSet:
     """Generate the validation set of run ``seed`` (images from seed stream ``seed + 10**6``).
 
     Images without a valid target are skipped (deterministically), so the set holds exactly
-    ``n_images`` images.  ``workers`` DataLoader workers generate in parallel.
+    ``n_images`` images.  ``workers`` DataLoader workers generate in parallel.  ``targets``: the unit
+    each image's target is (:mod:`synthfm.training.target_units`); ``"label"`` gives the sets of
+    runs made before that option existed, image for image.
     """
     from synthfm.synth.dataset import SyntheticStream
 
     val_seed = seed + VAL_SEED_OFFSET
-    transform = ValidationItemTransform(val_seed, image_size, settings)
+    transform = ValidationItemTransform(val_seed, image_size, settings, targets)
     stream = SyntheticStream(recipe, val_seed, gen_size or image_size, transform=transform)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
     items: list[ValidationItem] = []

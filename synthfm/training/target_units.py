@@ -1,0 +1,46 @@
+"""What one prompt set asks for: a whole label of the synthetic map, or one connected piece of it.
+
+A label of a SynthMorph-style map is usually scattered: the argmax of smooth noise gives each id
+several disconnected blobs (40 % of the validation targets have two or more pieces of >= 0.1 % of
+the image).  Asking a click on one blob to also find every other blob of the same id teaches the
+model to leak into whatever looks alike anywhere in the frame, and no click can resolve that
+ambiguity.  Real objects are scored as 8-connected components per class and slice
+(:mod:`synthfm.evaluation.datasets`), so ``"component"`` trains and validates on the same unit.
+
+Units (``TrainConfig.targets``):
+
+* ``"label"``: the union of the target's label ids (what runs before ``targets`` existed used);
+* ``"component"``: one 8-connected component of that union, drawn uniformly among the components of
+  at least ``MIN_COMPONENT_PIXELS`` pixels (the largest when none is that big).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from synthfm.training.config import TARGET_UNITS
+
+MIN_COMPONENT_PIXELS = 16
+
+
+def target_unit_mask(mask: np.ndarray, unit: str, rng: np.random.Generator,
+                     min_pixels: int = MIN_COMPONENT_PIXELS) -> np.ndarray:
+    """(H, W) bool: ``mask`` itself for ``"label"``, one of its 8-connected components for ``"component"``.
+
+    mask: (H, W) bool or {0,1} target of one label (union).  ``rng`` is used only for
+    ``"component"`` (one draw per call, also when there is a single component), so ``"label"``
+    streams stay what they were.
+    """
+    if unit == "label":
+        return mask.astype(bool, copy=False)
+    if unit != "component":
+        raise ValueError(f"unknown target unit {unit!r}; known: {', '.join(TARGET_UNITS)}")
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    draw = rng.random()
+    if n <= 1:
+        return mask.astype(bool, copy=False)
+    big = np.flatnonzero(areas >= min_pixels)
+    chosen = int(big[min(int(draw * len(big)), len(big) - 1)]) if len(big) else int(np.argmax(areas))
+    return comp == chosen + 1
