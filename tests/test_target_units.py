@@ -11,13 +11,14 @@ from synthfm.errors import UserError
 from synthfm.synth.sample import Sample, Target
 from synthfm.training.config import preset_config, validate_config
 from synthfm.training.data import PromptedItemTransform, PromptPolicy
-from synthfm.training.target_units import MIN_COMPONENT_PIXELS, target_unit_mask
+from synthfm.evaluation.datasets import DEFAULT_MIN_AREA
+from synthfm.training.target_units import MIN_COMPONENT_FRACTION, target_unit_mask
 
 SIZE = 64
 
 
 def _pieces(size: int = 40) -> np.ndarray:
-    """One label in three 8-connected pieces: 9 px (below the minimum), 64 px and 100 px."""
+    """One label in three 8-connected pieces of a 40 x 40 frame: 9 px (below 1 %), 64 px and 100 px."""
     m = np.zeros((size, size), bool)
     m[1:4, 1:4] = True
     m[10:18, 10:18] = True
@@ -27,6 +28,10 @@ def _pieces(size: int = 40) -> np.ndarray:
 
 def _n_components(mask) -> int:
     return cv2.connectedComponents(np.asarray(mask, np.uint8), connectivity=8)[0] - 1
+
+
+def test_the_smallest_piece_is_the_smallest_real_object():
+    assert MIN_COMPONENT_FRACTION == DEFAULT_MIN_AREA
 
 
 def test_label_unit_is_the_mask_and_draws_nothing():
@@ -39,20 +44,22 @@ def test_label_unit_is_the_mask_and_draws_nothing():
 
 def test_component_unit_draws_each_big_piece_and_never_a_small_one():
     m = _pieces()
-    areas = [int(target_unit_mask(m, "component", np.random.default_rng(s)).sum()) for s in range(200)]
-    assert set(areas) == {64, 100}  # the 9 px piece is below MIN_COMPONENT_PIXELS
+    areas = [int(target_unit_mask(m, "component", np.random.default_rng(s), min_fraction=0.01).sum())
+             for s in range(200)]
+    assert set(areas) == {64, 100}  # the 9 px piece is below 1 % of the frame (16 px)
+    assert {int(target_unit_mask(m, "component", np.random.default_rng(s)).sum()) for s in range(60)} == {9, 64, 100}
     assert 60 <= areas.count(64) <= 140  # uniform between the two (binomial(200, .5): +-3 sigma ~ 21)
     for s in range(5):
-        out = target_unit_mask(m, "component", np.random.default_rng(s))
+        out = target_unit_mask(m, "component", np.random.default_rng(s), min_fraction=0.01)
         assert _n_components(out) == 1 and not (out & ~m).any()
 
 
 def test_component_unit_falls_back_to_the_largest_piece_and_keeps_a_single_piece():
     m = np.zeros((20, 20), bool)
     m[0:2, 0:2] = True  # 4 px
-    m[10:13, 10:13] = True  # 9 px, largest; both below the minimum
-    assert 9 < MIN_COMPONENT_PIXELS
-    assert int(target_unit_mask(m, "component", np.random.default_rng(0)).sum()) == 9
+    m[10:13, 10:13] = True  # 9 px, the largest; both below 5 % of the 400 px frame
+    for s in range(5):
+        assert int(target_unit_mask(m, "component", np.random.default_rng(s), min_fraction=0.05).sum()) == 9
     one = np.zeros((20, 20), bool)
     one[5:15, 5:15] = True
     assert np.array_equal(target_unit_mask(one, "component", np.random.default_rng(0)), one)

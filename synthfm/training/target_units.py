@@ -11,7 +11,9 @@ Units (``TrainConfig.targets``):
 
 * ``"label"``: the union of the target's label ids (what runs before ``targets`` existed used);
 * ``"component"``: one 8-connected component of that union, drawn uniformly among the components of
-  at least ``MIN_COMPONENT_PIXELS`` pixels (the largest when none is that big).
+  at least ``MIN_COMPONENT_FRACTION`` of the image (the largest when none is that big): the smallest
+  object the real-data protocol keeps (``synthfm.evaluation.datasets.DEFAULT_MIN_AREA``) and the
+  recipes' ``min_area_fraction``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import numpy as np
 
 from synthfm.training.config import TARGET_UNITS
 
-MIN_COMPONENT_PIXELS = 16
+MIN_COMPONENT_FRACTION = 0.001
 
 
 def target_unit_mask(mask: np.ndarray, unit: str, rng: np.random.Generator,
-                     min_pixels: int = MIN_COMPONENT_PIXELS) -> np.ndarray:
+                     min_fraction: float = MIN_COMPONENT_FRACTION) -> np.ndarray:
     """(H, W) bool: ``mask`` itself for ``"label"``, one of its 8-connected components for ``"component"``.
 
     mask: (H, W) bool or {0,1} target of one label (union).  ``rng`` is used only for
@@ -41,6 +43,6 @@ def target_unit_mask(mask: np.ndarray, unit: str, rng: np.random.Generator,
     draw = rng.random()
     if n <= 1:
         return mask.astype(bool, copy=False)
-    big = np.flatnonzero(areas >= min_pixels)
+    big = np.flatnonzero(areas >= max(1, int(np.ceil(min_fraction * mask.size))))
     chosen = int(big[min(int(draw * len(big)), len(big) - 1)]) if len(big) else int(np.argmax(areas))
     return comp == chosen + 1
