@@ -63,8 +63,6 @@ def test_refusals_are_one_line_and_touch_nothing(tmp_path):
         validate_device_synthesis(_cfg(tmp_path, synth_device="cuda"), torch.device("cpu"))
     with pytest.raises(UserError, match="zoom"):
         validate_device_synthesis(_cfg(tmp_path, zoom_fraction=0.3), torch.device("cpu"))
-    with pytest.raises(UserError, match="targets component"):
-        validate_device_synthesis(_cfg(tmp_path, targets="component"), torch.device("cpu"))
     with pytest.raises(UserError, match="synth-device"):
         validate_device_synthesis(_cfg(tmp_path, synth_device="not a device"), torch.device("cpu"))
     out = tmp_path / "run"

@@ -186,3 +186,49 @@ def test_target_counts_per_image():
     assert (valid >= 1).float().mean() >= 0.9  # nearly every image can be trained on
     assert int(valid.max()) >= 3 and len(set(valid.tolist())) >= 3  # counts vary from image to image
     assert (exists.sum(1) <= out.members.shape[1]).all()
+
+
+def _pieces_of(mask: np.ndarray) -> list[np.ndarray]:
+    comp, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    return [comp == i for i in range(1, n + 1)]
+
+
+def test_component_masks_pick_one_8_connected_piece_like_the_numpy_engine():
+    from synthfm.synth.gpu.targets import component_masks
+
+    rng = np.random.default_rng(0)
+    # winding and scattered masks: thresholded smooth noise, plus an empty one and a diagonal chain
+    noise = ndimage.gaussian_filter(rng.standard_normal((6, 48, 48)), (0, 3, 3))
+    masks = noise > 0.15
+    masks[4] = False
+    masks[5] = False
+    idx = np.arange(10, 40)
+    masks[5, idx, idx] = True  # one 8-connected piece (4-connected it would be 30)
+    t = torch.from_numpy(masks)
+    seen: list[set[int]] = [set() for _ in masks]
+    for seed in range(12):
+        out = component_masks(t, torch.Generator().manual_seed(seed), min_fraction=0.01).numpy()
+        for j, m in enumerate(masks):
+            if not m.any():
+                assert not out[j].any()
+                continue
+            pieces = [p for p in _pieces_of(m) if p.sum() >= np.ceil(0.01 * m.size)] or \
+                [max(_pieces_of(m), key=np.sum)]
+            match = [i for i, p in enumerate(pieces) if np.array_equal(p, out[j])]
+            assert len(match) == 1, j  # exactly one whole piece, never a part or a union
+            seen[j].add(match[0])
+    assert np.array_equal(out[5], masks[5])
+    multi = [j for j, m in enumerate(masks) if len([p for p in _pieces_of(m) if p.sum() >= 24]) >= 2]
+    assert multi and all(len(seen[j]) >= 2 for j in multi)  # the draw varies the piece
+
+
+def test_component_targets_on_the_torch_engine_are_single_pieces():
+    gen = GpuSynthGenerator(default_recipe(), SIZE, "cpu")
+    policy = PromptPolicy(prompts_per_image=2, max_pos=3, max_neg=2, targets="component")
+    tb = gpu_train_batch(gen, 6, policy, gen.make_generator(3))
+    for j in range(tb.masks.shape[0]):
+        mask = tb.masks[j].numpy().astype(bool)
+        assert len(_pieces_of(mask)) == 1
+        real = tb.point_labels[j] >= 0
+        for (x, y), l in zip(tb.point_coords[j][real].round().long().tolist(), tb.point_labels[j][real].tolist()):
+            assert bool(mask[y, x]) == (l == 1)

@@ -53,8 +53,6 @@ def validate_device_synthesis(config: TrainConfig, device: torch.device) -> None
         raise UserError(f"--synth-device {config.synth_device} must be the training device ({device})")
     if config.zoom_fraction > 0:
         raise UserError("--zoom-fraction is not implemented by the torch engine; use --zoom-fraction 0 with --synth-device")
-    if config.targets != "label":
-        raise UserError("--targets component is not implemented by the torch engine; use --targets label with --synth-device")
 
 
 def stream_generator(device: torch.device, seed: int, rank: int, index: int) -> torch.Generator:

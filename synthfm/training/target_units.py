@@ -14,6 +14,8 @@ Units (``TrainConfig.targets``):
   at least ``MIN_COMPONENT_FRACTION`` of the image (the largest when none is that big): the smallest
   object the real-data protocol keeps (``synthfm.evaluation.datasets.DEFAULT_MIN_AREA``) and the
   recipes' ``min_area_fraction``.
+
+The torch engine's counterpart (``--synth-device``) is :func:`synthfm.synth.gpu.targets.component_masks`.
 """
 
 from __future__ import annotations

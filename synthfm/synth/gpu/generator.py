@@ -26,7 +26,7 @@ from synthfm.synth.gpu.clicks import mask_boxes, simulate_clicks
 from synthfm.synth.gpu.fields import bernoulli, integer, uniform
 from synthfm.synth.gpu.labelmaps import render_boundary_scene
 from synthfm.synth.gpu.shapes import MAX_LABELS, GpuScene, render_shape_scene
-from synthfm.synth.gpu.targets import assess_targets, choose_targets, target_masks
+from synthfm.synth.gpu.targets import assess_targets, choose_targets, component_masks, target_masks
 
 MIN_SIZE = 16
 
@@ -120,7 +120,9 @@ class GpuSynthGenerator:
         """One generated batch with prompts (all on the device).
 
         policy: anything with ``prompts_per_image``, ``max_pos``, ``max_neg``, ``box_fraction`` and
-        ``box_jitter`` (e.g. the trainer's PromptPolicy; the engine does not depend on the trainer).
+        ``box_jitter``, optionally ``targets`` (``"label"`` or ``"component"``: one 8-connected piece of
+        the target, see :func:`synthfm.synth.gpu.targets.component_masks`), e.g. the trainer's
+        PromptPolicy; the engine does not depend on the trainer.
         Images without a valid target are dropped, so the batch can hold fewer than ``batch``
         images (rare: see the tests).  indices: ``start_index + b`` for the kept images b.
         """
@@ -130,6 +132,8 @@ class GpuSynthGenerator:
         chosen = choose_targets(gen, out.valid[keep], k)
         labels = out.labels[keep]
         masks = target_masks(labels, out.members[keep], chosen)
+        if getattr(policy, "targets", "label") == "component":
+            masks = component_masks(masks, gen)
         m = masks.shape[0]
         n_pos = integer(gen, m, (1, policy.max_pos), self.device)
         n_neg = integer(gen, m, (0, policy.max_neg), self.device)

@@ -70,3 +70,32 @@ def target_masks(labels: torch.Tensor, members: torch.Tensor, chosen: torch.Tens
     member = members[rows, chosen].reshape(b * k, -1)  # (B*k, 256)
     flat = labels.long().reshape(b, 1, -1).expand(b, k, -1).reshape(b * k, -1)
     return member.gather(1, flat).reshape(b * k, *labels.shape[1:])
+
+
+def component_masks(masks: torch.Tensor, gen: torch.Generator, min_fraction: float = 0.001,
+                    max_iterations: int = 100_000) -> torch.Tensor:
+    """(M, S, S) bool: one 8-connected component of each mask (``synthfm.training.target_units``'s
+    ``"component"`` unit on the device).
+
+    Drawn uniformly among the components of at least ``min_fraction`` of the image (the largest when
+    none is that big); an empty mask stays empty.  Components are found by propagating the largest
+    pixel id through 3 x 3 neighbourhoods inside the mask until nothing changes (a few hundred cheap
+    steps for winding shapes at 128-256 px).
+    """
+    m, h, w = masks.shape
+    inside = masks[:, None].float()
+    ids = torch.arange(1, h * w + 1, device=masks.device, dtype=torch.float32).reshape(1, 1, h, w) * inside
+    for step in range(max_iterations):
+        grown = F.max_pool2d(ids, 3, 1, padding=1) * inside
+        if step % 16 == 15 and torch.equal(grown, ids):
+            break
+        ids = grown
+    ids = ids[:, 0].long().reshape(m, -1)  # 0 outside, else the component's largest pixel id
+    area = torch.zeros(m, h * w + 1, device=masks.device).scatter_add_(1, ids, torch.ones_like(ids, dtype=torch.float32))
+    area[:, 0] = 0.0
+    big = area >= max(1.0, math.ceil(min_fraction * h * w))
+    keys = torch.rand(area.shape, generator=gen, device=masks.device)
+    # uniform among the big components; else the largest (keys below 0 rank by area)
+    score = torch.where(big, 1.0 + keys, torch.where(area > 0, area / (h * w + 1.0) - 1.0, -2.0))
+    chosen = score.argmax(dim=1)
+    return (ids == chosen[:, None]).reshape(m, h, w) & masks.bool()
