@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Dev table: synthfm checkpoints (focus step, flip TTA on / off) against the best classical click method.
+"""Dev table: synthfm checkpoints (focus step, flip TTA, clicked components on / off) against the best classical click method.
 
     python benchmarks/eval_dev_table.py CKPT [CKPT ...] --data ../shared/data --json out.json [--focus both] [--flip both]
 
@@ -39,10 +39,12 @@ CLASSICAL_BEST = {
 @click.option("--focus", type=click.Choice(["on", "off", "both", "model"]), default="both", show_default=True)
 @click.option("--flip", type=click.Choice(["on", "off", "both", "model"]), default="model", show_default=True,
               help="Flip test-time augmentation (inference/flip_tta.py).")
+@click.option("--components", type=click.Choice(["on", "off", "both", "model"]), default="model", show_default=True,
+              help="Keep only the mask pieces a positive click is on (inference/clicked_components.py).")
 @click.option("--limit", type=int, default=None, help="At most this many objects per dataset.")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--json", "json_path", default=None)
-def main(checkpoints, data, focus, flip, limit, threads, json_path):
+def main(checkpoints, data, focus, flip, components, limit, threads, json_path):
     from synthfm.evaluation.datasets import find_datasets
     from synthfm.evaluation.methods import PredictorMethod
     from synthfm.evaluation.protocol import EvalProtocol, evaluate
@@ -56,13 +58,17 @@ def main(checkpoints, data, focus, flip, limit, threads, json_path):
         modes = {"both": [True, False], "on": [True], "off": [False], "model": [None]}
         for focus_mode in modes[focus]:
             for flip_mode in modes[flip]:
-                predictor = Predictor.from_checkpoint(path)
-                if focus_mode is not None:
-                    predictor.focus = focus_mode
-                if flip_mode is not None:
-                    predictor.flip_tta = flip_mode
-                label = names[path] + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "")
-                methods.append(PredictorMethod(label, predictor))
+                for comp_mode in modes[components]:
+                    predictor = Predictor.from_checkpoint(path)
+                    if focus_mode is not None:
+                        predictor.focus = focus_mode
+                    if flip_mode is not None:
+                        predictor.flip_tta = flip_mode
+                    if comp_mode is not None:
+                        predictor.clicked_components = comp_mode
+                    label = names[path] + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "") \
+                        + ("+components" if predictor.clicked_components else "")
+                    methods.append(PredictorMethod(label, predictor))
     protocol = EvalProtocol(settings=((1, 0), (3, 0), (1, 2), (3, 2)), seed=0, min_area=0.001, nsd_tolerance=2.0,
                             interactive=0, limit_objects=limit, include_pseudo=False)
     start = time.perf_counter()

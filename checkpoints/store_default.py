@@ -6,7 +6,7 @@
 What it writes: the same weights (float16 on disk, loaded back as float32), the run's metadata
 (`recipe`, `train_config`, `val`, `trained_outputs`, ...) minus the keys the checkpoint format sets
 itself, plus `shipped_from` (which run and file) and `inference` (the Predictor defaults chosen from
-the dev table: focus and flip TTA, both off unless given).  It refuses a checkpoint whose training
+the dev table: focus, flip TTA and clicked components, off unless given).  It refuses a checkpoint whose training
 saw real images (fine-tuning, itself or through its --init), because the shipped default must stay
 synthetic-only, and it refuses to replace an existing file unless --overwrite is given.
 """
@@ -24,7 +24,8 @@ from synthfm.training.finetune_data import real_data_seen
 from synthfm.weights.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
 
 
-def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_tta: bool) -> dict:
+def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_tta: bool,
+                       clicked_components: bool = False) -> dict:
     """The metadata a shipped default carries, from a training checkpoint's ``meta``.
 
     Raises ValueError when the checkpoint has seen real images (:func:`real_data_seen`).
@@ -34,7 +35,7 @@ def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_t
         raise ValueError(f"this checkpoint was fine-tuned on real images ({', '.join(real)}); the default must be synthetic-only")
     kept = {k: v for k, v in meta.items() if k not in RESERVED_KEYS}
     kept["shipped_from"] = {"run": run, "file": file_name}
-    kept["inference"] = {"focus": bool(focus), "flip_tta": bool(flip_tta)}
+    kept["inference"] = {"focus": bool(focus), "flip_tta": bool(flip_tta), "clicked_components": bool(clicked_components)}
     return kept
 
 
@@ -44,15 +45,18 @@ def shippable_metadata(meta: dict, run: str, file_name: str, focus: bool, flip_t
 @click.option("--run", "run_label", default=None, help="How to name the source run in `shipped_from` (default: its folder).")
 @click.option("--focus/--no-focus", default=False, show_default=True, help="Predictor default: focus step.")
 @click.option("--flip-tta/--no-flip-tta", default=False, show_default=True, help="Predictor default: flip TTA.")
+@click.option("--clicked-components/--no-clicked-components", default=False, show_default=True,
+              help="Predictor default: keep only the mask pieces a positive click is on.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-def main(checkpoint: str, out_path: str, run_label: str | None, focus: bool, flip_tta: bool, overwrite: bool) -> None:
+def main(checkpoint: str, out_path: str, run_label: str | None, focus: bool, flip_tta: bool, clicked_components: bool,
+         overwrite: bool) -> None:
     src, dst = Path(checkpoint), Path(out_path)
     try:
         check_writable_output(dst, overwrite=overwrite)
         if dst.exists() and dst.resolve() == src.resolve():
             raise UserError("--out is the checkpoint being read")
         model, meta = load_checkpoint(src)
-        kept = shippable_metadata(meta, run_label or str(src.parent), src.name, focus, flip_tta)
+        kept = shippable_metadata(meta, run_label or str(src.parent), src.name, focus, flip_tta, clicked_components)
         save_checkpoint(dst, model, metadata=kept, half=True)
     except (ValueError, OSError) as exc:  # UserError and CheckpointError are ValueErrors
         sys.exit(f"error: {exc}")

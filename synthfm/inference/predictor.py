@@ -82,12 +82,14 @@ class Predictor:
     """
 
     def __init__(self, model, device: str | torch.device = "cpu", focus: bool = False, flip_tta: bool = False,
-                 trained_outputs: TrainedOutputs | None = None, allow_untrained: bool = False) -> None:
+                 trained_outputs: TrainedOutputs | None = None, allow_untrained: bool = False,
+                 clicked_components: bool = False) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.metadata: dict = {}
         self.focus = bool(focus)
         self.flip_tta = bool(flip_tta)
+        self.clicked_components = bool(clicked_components)
         self.trained_outputs = trained_outputs if trained_outputs is not None else all_trained("not checked")
         self.allow_untrained = bool(allow_untrained)
         self.reset_image()
@@ -102,8 +104,8 @@ class Predictor:
 
         ``sam_checkpoint`` is also needed when a synthfm checkpoint references an official SAM encoder.
         The checkpoint's ``inference`` metadata (e.g. ``{"focus": true, "flip_tta": false}``, chosen
-        when the model was shipped) sets the predictor's defaults; change ``predictor.focus`` or
-        ``predictor.flip_tta`` to override.  Its
+        when the model was shipped) sets the predictor's defaults; change ``predictor.focus``,
+        ``predictor.flip_tta`` or ``predictor.clicked_components`` to override.  Its
         ``trained_outputs`` (or, for older checkpoints, its ``train_config``) decides which outputs
         are refused or marked (module docstring); ``allow_untrained=True`` turns that off.
         """
@@ -114,7 +116,8 @@ class Predictor:
         inference = inference if isinstance(inference, dict) else {}
         predictor = cls(model, model_device(model), focus=bool(inference.get("focus", False)),
                         flip_tta=bool(inference.get("flip_tta", False)), trained_outputs=trained_outputs_of(metadata),
-                        allow_untrained=allow_untrained)
+                        allow_untrained=allow_untrained,
+                        clicked_components=bool(inference.get("clicked_components", False)))
         predictor.metadata = dict(metadata)
         return predictor
 
@@ -203,6 +206,7 @@ class Predictor:
         return_logits: bool = False,
         focus: bool | None = None,
         flip_tta: bool | None = None,
+        clicked_components: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for the given prompts on the current image.
 
@@ -219,6 +223,8 @@ class Predictor:
         flip_tta (None = the predictor's ``flip_tta`` attribute): for a single mask without a mask
         input, average with the left-right mirrored image's prediction (:mod:`synthfm.inference.flip_tta`);
         the returned ``low_res_logits`` stay those of the plain pass (they are in its model frame).
+        clicked_components (None = the predictor's attribute): drop the pieces of each mask that no
+        positive click is on (:mod:`synthfm.inference.clicked_components`); ``low_res_logits`` unchanged.
         """
         if self._features is None:
             raise RuntimeError("call set_image(...) before predict(...)")
@@ -240,6 +246,10 @@ class Predictor:
             if refined is not None:
                 logits = refined[0][None]
                 scores = np.asarray([refined[1]], np.float32)
+        if self.clicked_components if clicked_components is None else clicked_components:
+            from synthfm.inference.clicked_components import clicked_components as keep_clicked
+
+            logits = keep_clicked(logits, point_coords, point_labels)
         if not (self.trained_outputs.iou_scores or self.allow_untrained):
             scores = np.full_like(scores, np.nan)  # an untrained IoU head's numbers are not scores
         masks = logits if return_logits else logits > MASK_THRESHOLD
