@@ -26,7 +26,7 @@ import torch
 @click.option("--images", default=64, show_default=True, help="Validation images.")
 @click.option("--seed", default=0, show_default=True, help="Run seed whose validation stream is used.")
 @click.option("--recipe", default="synthfm", show_default=True)
-@click.option("--targets", type=click.Choice(["label", "component"]), default="label", show_default=True,
+@click.option("--targets", type=click.Choice(["label", "component", "component_area"]), default="label", show_default=True,
               help="Target unit of the set (synthfm.training.target_units): a whole label, or one connected piece.")
 @click.option("--threads", default=1, show_default=True)
 @click.option("--json", "json_path", default=None, help="Write the results here.")

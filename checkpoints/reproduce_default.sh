@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped default (checkpoints/README.md) from nothing, in one command: the same chain of
 # training stages that produced it, each starting from the previous stage's selected checkpoint.
-# Synthetic images only; every stage selects on its own synthetic validation stream.
+# Synthetic images only; every stage selects on its own synthetic validation stream.  Stages 2-4
+# predate --targets (the click preset now trains connected pieces) and pin the whole-label unit.
 # CPU, 1 torch thread, 1 generation worker: about 4.6 h on one core of the project's machine
 # (stage wall times: 23 min, 67 min, 97 min, 86 min).  Resumable: rerun the same command and
 # finished stages are skipped (each stage is a normal run folder; an interrupted one continues with
@@ -32,13 +33,14 @@ stage 1_arm_c "--stop-after-steps 375" --preset small --recipe synthfm --epochs 
   --lr-schedule constant --encoder click_unet --size 128 --gen-size 256 --lr 1e-3 --warmup-steps 100 \
   --box-fraction 0.1 --mask-fraction 0.3 --zoom-fraction 0.3 --iou-loss-weight 1 --stop-after-steps 375
 # 2. cosine schedule over 12,000 fresh images (seed 1)
-stage 2_long "" --preset click --init "$OUT/1_arm_c/last.safetensors" --epochs 12 --warmup-steps 50 --seed 1
+stage 2_long "" --preset click --init "$OUT/1_arm_c/last.safetensors" --epochs 12 --warmup-steps 50 --seed 1 \
+  --targets label
 # 3. a second cosine cycle over 70,000 images (seed 2)
 stage 3_long2 "" --preset click --init "$OUT/2_long/best.safetensors" --epochs 28 --images-per-epoch 2500 \
-  --batch-size 16 --prompts-per-image 2 --warmup-steps 50 --seed 2 --checkpoint-every 25
+  --batch-size 16 --prompts-per-image 2 --warmup-steps 50 --seed 2 --checkpoint-every 25 --targets label
 # 4. a third cosine cycle over 55,000 images (seed 3)
 stage 4_long3 "" --preset click --init "$OUT/3_long2/best.safetensors" --epochs 22 --images-per-epoch 2500 \
-  --batch-size 16 --prompts-per-image 2 --warmup-steps 50 --seed 3 --checkpoint-every 25
+  --batch-size 16 --prompts-per-image 2 --warmup-steps 50 --seed 3 --checkpoint-every 25 --targets label
 # 5. store the selected weights as the package stores them (float16, run-only keys dropped)
 $PY checkpoints/store_default.py "$OUT/4_long3/best.safetensors" --run "$OUT/4_long3" \
   --out "$OUT/synthfm_default.safetensors" --overwrite

@@ -232,3 +232,15 @@ def test_component_targets_on_the_torch_engine_are_single_pieces():
         real = tb.point_labels[j] >= 0
         for (x, y), l in zip(tb.point_coords[j][real].round().long().tolist(), tb.point_labels[j][real].tolist()):
             assert bool(mask[y, x]) == (l == 1)
+
+
+def test_component_masks_by_area_favour_large_pieces():
+    from synthfm.synth.gpu.targets import component_masks
+
+    m = torch.zeros(1, 40, 40, dtype=torch.bool)
+    m[0, 1:4, 1:4] = True  # 9 px
+    m[0, 20:36, 20:36] = True  # 256 px
+    big = [int(component_masks(m, torch.Generator().manual_seed(s), by_area=True).sum()) for s in range(300)]
+    uniform = [int(component_masks(m, torch.Generator().manual_seed(s)).sum()) for s in range(300)]
+    assert set(big) <= {9, 256} and 300 * 256 / 265 - 4 * 3.1 < big.count(256)  # p = 0.966, sd ~3.1
+    assert 100 < uniform.count(256) < 200  # p = 0.5

@@ -112,3 +112,11 @@ def test_click_preset_trains_components_and_bad_units_are_refused():
     assert preset_config("tiny").targets == "label"
     with pytest.raises(UserError, match="--targets must be one of label, component"):
         validate_config(preset_config("tiny", targets="blob"))
+
+
+def test_component_area_unit_draws_pieces_in_proportion_to_their_area():
+    m = _pieces()  # 9, 64 and 100 px pieces, all above 0.1 % of the 1,600 px frame
+    draws = [int(target_unit_mask(m, "component_area", np.random.default_rng(s)).sum()) for s in range(2000)]
+    for area in (9, 64, 100):
+        expected = 2000 * area / 173
+        assert abs(draws.count(area) - expected) < 4 * np.sqrt(expected), area  # binomial, ~4 sigma

@@ -78,7 +78,7 @@ _CONFIG_OPTIONS = (
               help="Fraction of prompt sets that also get a previous-mask input with corrective clicks.")
 @click.option("--zoom-fraction", type=float, default=None,
               help="Fraction of images replaced by a zoomed crop around one target (scale robustness).")
-@click.option("--targets", type=click.Choice(["label", "component"]), default=None,
+@click.option("--targets", type=click.Choice(["label", "component", "component_area"]), default=None,
               help="What a prompt set segments: a whole synthetic label, or one connected piece of it "
                    "(the unit real objects are scored as). [click preset: component]")
 @click.option("--multimask/--no-multimask", default=None,

@@ -134,7 +134,7 @@ class TrainConfig:
 
 
 TRAIN_ONLY = (None, "iou_head")
-TARGET_UNITS = ("label", "component")  # see synthfm.training.target_units
+TARGET_UNITS = ("label", "component", "component_area")  # see synthfm.training.target_units
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(

@@ -13,7 +13,10 @@ Units (``TrainConfig.targets``):
 * ``"component"``: one 8-connected component of that union, drawn uniformly among the components of
   at least ``MIN_COMPONENT_FRACTION`` of the image (the largest when none is that big): the smallest
   object the real-data protocol keeps (``synthfm.evaluation.datasets.DEFAULT_MIN_AREA``) and the
-  recipes' ``min_area_fraction``.
+  recipes' ``min_area_fraction``;
+* ``"component_area"``: the same, drawn with probability proportional to its area (the piece under a
+  uniformly drawn pixel of the label), so large pieces are as common as they are in ``"label"``
+  targets and the many small fragments of a scattered label are rare.
 
 The torch engine's counterpart (``--synth-device``) is :func:`synthfm.synth.gpu.targets.component_masks`.
 """
@@ -38,7 +41,7 @@ def target_unit_mask(mask: np.ndarray, unit: str, rng: np.random.Generator,
     """
     if unit == "label":
         return mask.astype(bool, copy=False)
-    if unit != "component":
+    if unit not in ("component", "component_area"):
         raise ValueError(f"unknown target unit {unit!r}; known: {', '.join(TARGET_UNITS)}")
     n, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
@@ -46,5 +49,11 @@ def target_unit_mask(mask: np.ndarray, unit: str, rng: np.random.Generator,
     if n <= 1:
         return mask.astype(bool, copy=False)
     big = np.flatnonzero(areas >= max(1, int(np.ceil(min_fraction * mask.size))))
-    chosen = int(big[min(int(draw * len(big)), len(big) - 1)]) if len(big) else int(np.argmax(areas))
+    if not len(big):
+        chosen = int(np.argmax(areas))
+    elif unit == "component":
+        chosen = int(big[min(int(draw * len(big)), len(big) - 1)])
+    else:  # by area: invert the cumulative area at the draw
+        cumulative = np.cumsum(areas[big], dtype=np.float64)
+        chosen = int(big[min(int(np.searchsorted(cumulative, draw * cumulative[-1], side="right")), len(big) - 1)])
     return comp == chosen + 1

@@ -120,8 +120,8 @@ class GpuSynthGenerator:
         """One generated batch with prompts (all on the device).
 
         policy: anything with ``prompts_per_image``, ``max_pos``, ``max_neg``, ``box_fraction`` and
-        ``box_jitter``, optionally ``targets`` (``"label"`` or ``"component"``: one 8-connected piece of
-        the target, see :func:`synthfm.synth.gpu.targets.component_masks`), e.g. the trainer's
+        ``box_jitter``, optionally ``targets`` (``"label"``, or ``"component"`` / ``"component_area"``: one 8-connected
+        piece of the target, see :func:`synthfm.synth.gpu.targets.component_masks`), e.g. the trainer's
         PromptPolicy; the engine does not depend on the trainer.
         Images without a valid target are dropped, so the batch can hold fewer than ``batch``
         images (rare: see the tests).  indices: ``start_index + b`` for the kept images b.
@@ -132,8 +132,11 @@ class GpuSynthGenerator:
         chosen = choose_targets(gen, out.valid[keep], k)
         labels = out.labels[keep]
         masks = target_masks(labels, out.members[keep], chosen)
-        if getattr(policy, "targets", "label") == "component":
-            masks = component_masks(masks, gen)
+        unit = getattr(policy, "targets", "label")
+        if unit in ("component", "component_area"):
+            masks = component_masks(masks, gen, by_area=unit == "component_area")
+        elif unit != "label":
+            raise ValueError(f"unknown target unit {unit!r}")
         m = masks.shape[0]
         n_pos = integer(gen, m, (1, policy.max_pos), self.device)
         n_neg = integer(gen, m, (0, policy.max_neg), self.device)

@@ -73,12 +73,13 @@ def target_masks(labels: torch.Tensor, members: torch.Tensor, chosen: torch.Tens
 
 
 def component_masks(masks: torch.Tensor, gen: torch.Generator, min_fraction: float = 0.001,
-                    max_iterations: int = 100_000) -> torch.Tensor:
+                    by_area: bool = False, max_iterations: int = 100_000) -> torch.Tensor:
     """(M, S, S) bool: one 8-connected component of each mask (``synthfm.training.target_units``'s
     ``"component"`` unit on the device).
 
-    Drawn uniformly among the components of at least ``min_fraction`` of the image (the largest when
-    none is that big); an empty mask stays empty.  Components are found by propagating the largest
+    Drawn uniformly (``by_area``: with probability proportional to area, the ``"component_area"``
+    unit) among the components of at least ``min_fraction`` of the image (the largest when none is
+    that big); an empty mask stays empty.  Components are found by propagating the largest
     pixel id through 3 x 3 neighbourhoods inside the mask until nothing changes (a few hundred cheap
     steps for winding shapes at 128-256 px).
     """
@@ -95,7 +96,9 @@ def component_masks(masks: torch.Tensor, gen: torch.Generator, min_fraction: flo
     area[:, 0] = 0.0
     big = area >= max(1.0, math.ceil(min_fraction * h * w))
     keys = torch.rand(area.shape, generator=gen, device=masks.device)
-    # uniform among the big components; else the largest (keys below 0 rank by area)
-    score = torch.where(big, 1.0 + keys, torch.where(area > 0, area / (h * w + 1.0) - 1.0, -2.0))
+    if by_area:  # Gumbel-max: argmax of log(area) + Gumbel noise draws a piece with p ~ area
+        keys = torch.log(area.clamp_min(1.0)) - torch.log(-torch.log(keys.clamp(1e-12, 1.0 - 1e-7)))
+    # among the big components (their scores sit above every other); else the largest
+    score = torch.where(big, 1e3 + keys, torch.where(area > 0, area / (h * w + 1.0) - 1.0, -2.0))
     chosen = score.argmax(dim=1)
     return (ids == chosen[:, None]).reshape(m, h, w) & masks.bool()
