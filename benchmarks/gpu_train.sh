@@ -37,7 +37,7 @@ if [ -f "$RUN/last_state.pt" ]; then
 else
   timeout -s INT "$LIMIT" $PY train.py --preset small --encoder click_unet --size "$SIZE" --gen-size $((SIZE * 2)) \
     --recipe synthfm --epochs "$EPOCHS" --images-per-epoch "$IPE" --batch-size "$BATCH" --prompts-per-image 4 \
-    --lr 1e-3 --warmup-steps 100 --lr-schedule cosine --box-fraction 0.1 --mask-fraction 0.3 --zoom-fraction "$ZOOM" --targets component --synth-device "$SYNTH_DEVICE" \
+    --lr 1e-3 --warmup-steps 100 --lr-schedule cosine --box-fraction 0.1 --mask-fraction 0.3 --zoom-fraction "$ZOOM" --synth-device "$SYNTH_DEVICE" \
     --iou-loss-weight 1 --bce-weight 1 --val-images "$VAL" --workers "$WORKERS" --checkpoint-every 50 \
     --device "$DEVICE" --seed 1 --out "$RUN" --quiet
 fi

@@ -2,7 +2,7 @@
 # Rebuild the shipped default (checkpoints/README.md) from nothing, in one command: the same chain of
 # training stages that produced it, each starting from the previous stage's selected checkpoint.
 # Synthetic images only; every stage selects on its own synthetic validation stream.  Stages 2-4
-# predate --targets (the click preset now trains connected pieces) and pin the whole-label unit.
+# pin the whole-label target unit (--targets label, the preset's default) so a later default cannot change them.
 # CPU, 1 torch thread, 1 generation worker: about 4.6 h on one core of the project's machine
 # (stage wall times: 23 min, 67 min, 97 min, 86 min).  Resumable: rerun the same command and
 # finished stages are skipped (each stage is a normal run folder; an interrupted one continues with

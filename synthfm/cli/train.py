@@ -79,8 +79,9 @@ _CONFIG_OPTIONS = (
 @click.option("--zoom-fraction", type=float, default=None,
               help="Fraction of images replaced by a zoomed crop around one target (scale robustness).")
 @click.option("--targets", type=click.Choice(["label", "component", "component_area"]), default=None,
-              help="What a prompt set segments: a whole synthetic label, or one connected piece of it "
-                   "(the unit real objects are scored as). [click preset: component]")
+              help="What a prompt set segments: a whole synthetic label (default), or one connected piece "
+                   "of it, drawn uniformly or by area (the unit real objects are scored as; measured worse on "
+                   "real images, benchmarks/README.md).")
 @click.option("--multimask/--no-multimask", default=None,
               help="Train SAM's 3 ambiguity masks on single clicks (min-over-masks Dice).")
 @click.option("--bce-weight", type=float, default=None,

@@ -147,8 +147,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "click": dict(
         encoder="click_unet", size=128, gen_size=256, epochs=15, images_per_epoch=1000, batch_size=8,
         prompts_per_image=4, lr=1e-3, warmup_steps=100, lr_schedule="cosine", box_fraction=0.1,
-        mask_fraction=0.3, zoom_fraction=0.3, targets="component", iou_loss_weight=1.0, bce_weight=1.0,
-        val_images=64, workers=1, checkpoint_every=25, out="runs/click",
+        mask_fraction=0.3, zoom_fraction=0.3, iou_loss_weight=1.0, bce_weight=1.0, val_images=64, workers=1,
+        checkpoint_every=25, out="runs/click",
     ),
     "tiny": dict(
         recipe="synthfm", encoder="tiny_cnn", size=64, epochs=2, images_per_epoch=32, batch_size=4,
