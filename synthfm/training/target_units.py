@@ -2,10 +2,12 @@
 
 A label of a SynthMorph-style map is usually scattered: the argmax of smooth noise gives each id
 several disconnected blobs (40 % of the validation targets have two or more pieces of >= 0.1 % of
-the image).  Asking a click on one blob to also find every other blob of the same id teaches the
-model to leak into whatever looks alike anywhere in the frame, and no click can resolve that
-ambiguity.  Real objects are scored as 8-connected components per class and slice
-(:mod:`synthfm.evaluation.datasets`), so ``"component"`` trains and validates on the same unit.
+the image).  A click on one blob cannot say where the others are, while real objects are scored as
+8-connected components per class and slice (:mod:`synthfm.evaluation.datasets`); the piece units
+train and validate on that unit instead.  Measured from the shipped default (benchmarks/README.md,
+"the target unit"), they did worse on real images than whole labels: uniform pieces collapse to tiny
+masks on large objects, pieces by area cost CT at every prompt setting.  The presets therefore keep
+``"label"``; the piece units stay for recipe research.
 
 Units (``TrainConfig.targets``):
 
