@@ -71,7 +71,8 @@ class TrainConfig:
     zoom_fraction: share of images replaced by a square crop around one target that fills 30-95 %
         of the crop side (scale robustness).
     targets: what one prompt set segments: ``"label"`` = the whole (often scattered) label,
-        ``"component"`` = one 8-connected piece of it, the unit real objects are scored as
+        ``"component"`` / ``"component_area"`` = one 8-connected piece of it (drawn uniformly / by
+        area), the unit real objects are scored as, measured worse on real images
         (:mod:`synthfm.training.target_units`); also the unit of the run's synthetic validation.
     checkpoint_every: steps between checkpoints (0 = only at the end of each epoch).
     amp: bf16 autocast; None = on for CUDA, off otherwise.
