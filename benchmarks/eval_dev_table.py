@@ -13,6 +13,7 @@ per dataset for quick looks; tables quoted in the README use all objects.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -56,19 +57,14 @@ def main(checkpoints, data, focus, flip, components, limit, threads, json_path):
     names = _unique_names(checkpoints)
     for path in checkpoints:
         modes = {"both": [True, False], "on": [True], "off": [False], "model": [None]}
-        for focus_mode in modes[focus]:
-            for flip_mode in modes[flip]:
-                for comp_mode in modes[components]:
-                    predictor = Predictor.from_checkpoint(path)
-                    if focus_mode is not None:
-                        predictor.focus = focus_mode
-                    if flip_mode is not None:
-                        predictor.flip_tta = flip_mode
-                    if comp_mode is not None:
-                        predictor.clicked_components = comp_mode
-                    label = names[path] + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "") \
-                        + ("+components" if predictor.clicked_components else "")
-                    methods.append(PredictorMethod(label, predictor))
+        for focus_mode, flip_mode, comp_mode in itertools.product(modes[focus], modes[flip], modes[components]):
+            predictor = Predictor.from_checkpoint(path)
+            for attribute, mode in (("focus", focus_mode), ("flip_tta", flip_mode), ("clicked_components", comp_mode)):
+                if mode is not None:  # None = the checkpoint's own default
+                    setattr(predictor, attribute, mode)
+            label = names[path] + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "") \
+                + ("+components" if predictor.clicked_components else "")
+            methods.append(PredictorMethod(label, predictor))
     protocol = EvalProtocol(settings=((1, 0), (3, 0), (1, 2), (3, 2)), seed=0, min_area=0.001, nsd_tolerance=2.0,
                             interactive=0, limit_objects=limit, include_pseudo=False)
     start = time.perf_counter()

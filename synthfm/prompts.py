@@ -226,3 +226,11 @@ def check_prompts_inside(coords, box, hw: tuple[int, int], box_name: str = "box"
         t = EDGE_TOLERANCE
         if x0 < -t or y0 < -t or x1 > w + t or y1 > h + t:
             raise UserError(f"{box_name} ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the image ({w} x {h} pixels)")
+
+
+def pieces_at(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the 8-connected pieces of ``mask`` (what a click selects) that hold any of the
+    pixels (rows, cols) (in-range int indices); all False when none does."""
+    _, comp = cv2.connectedComponents(np.asarray(mask, np.uint8), connectivity=8)
+    hit = np.unique(comp[rows, cols])
+    return np.isin(comp, hit[hit > 0])

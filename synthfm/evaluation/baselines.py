@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from synthfm.prompts import Clicks
+from synthfm.prompts import Clicks, pieces_at
 
 CLASSICAL_METHODS = ("random_walker", "grabcut", "flood_fill")
 
@@ -124,12 +124,10 @@ def _keep_clicked(mask: np.ndarray, pos: np.ndarray, neg: np.ndarray | None = No
     holding a negative click."""
     if not mask.any():
         return mask
-    eight = np.ones((3, 3), bool)
-    comp, _ = ndimage.label(mask, structure=eight)
-    ids = {int(comp[r, c]) for r, c in _pixels(pos, mask.shape)} - {0}
-    if not ids:
+    rows, cols = np.asarray(_pixels(pos, mask.shape), np.int64).reshape(-1, 2).T
+    kept = pieces_at(mask, rows, cols)
+    if not kept.any():
         return np.zeros_like(mask)
-    kept = np.isin(comp, list(ids))
     filled = ndimage.binary_fill_holes(kept)
     if neg is not None and len(neg):
         holes, _ = ndimage.label(filled & ~kept)

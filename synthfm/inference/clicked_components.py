@@ -10,8 +10,9 @@ as it is rather than emptied.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from synthfm.prompts import pieces_at
 
 
 def clicked_components(logits: np.ndarray, point_coords: np.ndarray | None, point_labels: np.ndarray | None) -> np.ndarray:
@@ -32,11 +33,9 @@ def clicked_components(logits: np.ndarray, point_coords: np.ndarray | None, poin
     out = logits.copy()
     for c in range(logits.shape[0]):
         fg = logits[c] > 0
-        _, comp = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
-        hit = np.unique(comp[rows, cols])
-        hit = hit[hit > 0]
-        if not len(hit):
+        kept = pieces_at(fg, rows, cols)
+        if not kept.any():
             continue
-        drop = fg & ~np.isin(comp, hit)
+        drop = fg & ~kept
         out[c][drop] = -out[c][drop]
     return out
