@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Dev table: synthfm checkpoints (focus step, flip TTA, clicked components on / off) against the best classical click method.
+"""Dev table: synthfm checkpoints (focus step, flip TTA, clicked components, single-mask rule) against the best classical click method.
 
     python benchmarks/eval_dev_table.py CKPT [CKPT ...] --data ../shared/data --json out.json [--focus both] [--flip both]
 
@@ -42,10 +42,12 @@ CLASSICAL_BEST = {
               help="Flip test-time augmentation (inference/flip_tta.py).")
 @click.option("--components", type=click.Choice(["on", "off", "both", "model"]), default="model", show_default=True,
               help="Keep only the mask pieces a positive click is on (inference/clicked_components.py).")
+@click.option("--single-mask", "single_mask", type=click.Choice(["best", "iou_blend", "both", "model"]), default="model",
+              show_default=True, help="How one mask is made from the candidates (modeling/single_mask.py).")
 @click.option("--limit", type=int, default=None, help="At most this many objects per dataset.")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--json", "json_path", default=None)
-def main(checkpoints, data, focus, flip, components, limit, threads, json_path):
+def main(checkpoints, data, focus, flip, components, single_mask, limit, threads, json_path):
     from synthfm.evaluation.datasets import find_datasets
     from synthfm.evaluation.methods import PredictorMethod
     from synthfm.evaluation.protocol import EvalProtocol, evaluate
@@ -57,13 +59,16 @@ def main(checkpoints, data, focus, flip, components, limit, threads, json_path):
     names = _unique_names(checkpoints)
     for path in checkpoints:
         modes = {"both": [True, False], "on": [True], "off": [False], "model": [None]}
-        for focus_mode, flip_mode, comp_mode in itertools.product(modes[focus], modes[flip], modes[components]):
+        rules = {"both": ["best", "iou_blend"], "model": [None]}.get(single_mask, [single_mask])
+        for focus_mode, flip_mode, comp_mode, rule in itertools.product(modes[focus], modes[flip], modes[components], rules):
             predictor = Predictor.from_checkpoint(path)
-            for attribute, mode in (("focus", focus_mode), ("flip_tta", flip_mode), ("clicked_components", comp_mode)):
+            for attribute, mode in (("focus", focus_mode), ("flip_tta", flip_mode), ("clicked_components", comp_mode),
+                                    ("single_mask", rule)):
                 if mode is not None:  # None = the checkpoint's own default
                     setattr(predictor, attribute, mode)
             label = names[path] + ("+focus" if predictor.focus else "") + ("+flip" if predictor.flip_tta else "") \
-                + ("+components" if predictor.clicked_components else "")
+                + ("+components" if predictor.clicked_components else "") \
+                + (f"+{predictor.single_mask}" if predictor.single_mask not in (None, "best") else "")
             methods.append(PredictorMethod(label, predictor))
     protocol = EvalProtocol(settings=((1, 0), (3, 0), (1, 2), (3, 2)), seed=0, min_area=0.001, nsd_tolerance=2.0,
                             interactive=0, limit_objects=limit, include_pseudo=False)

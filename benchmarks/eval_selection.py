@@ -2,8 +2,8 @@
 """How well the IoU head picks among a whole model's candidate masks, on the fixed synthetic set.
 
 For each checkpoint (click_unet family) and click setting: mean hard Dice of the candidate the head
-picks (what ``predict`` returns), of each fixed candidate, and of the best one (oracle), and how
-often the pick is the best one.  Same set and scoring as eval_synth_val.py.
+picks (the ``"best"`` single-mask rule), of the ``"iou_blend"`` rule (modeling/single_mask.py), of
+each fixed candidate, and of the best one (oracle), and how often the pick is the best one.  Same set and scoring as eval_synth_val.py.
 
     python benchmarks/eval_selection.py A.safetensors B.safetensors --images 256 --json out.json
 """
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 @torch.no_grad()
 def selection_table(model, vset, batch_size: int = 4) -> dict[str, dict[str, float]]:
     """{setting key: {"picked", "cand_0".., "oracle", "pick_is_best"}} means over ``vset``."""
+    from synthfm.modeling.single_mask import single_mask
     from synthfm.training.losses import hard_dice
     from synthfm.training.validation import setting_key
 
@@ -42,7 +43,9 @@ def selection_table(model, vset, batch_size: int = 4) -> dict[str, dict[str, flo
             full = F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
             dice = torch.stack([hard_dice(full[:, m], target) for m in range(full.shape[1])], dim=1)  # (B, M)
             picked = dice.gather(1, iou.argmax(dim=1, keepdim=True))[:, 0]
-            row = {"picked": picked, "oracle": dice.max(dim=1).values,
+            blend = F.interpolate(single_mask(logits, iou, "iou_blend")[0].float(), size=(size, size), mode="bilinear",
+                                  align_corners=False)
+            row = {"picked": picked, "iou_blend": hard_dice(blend[:, 0], target), "oracle": dice.max(dim=1).values,
                    "pick_is_best": (picked >= dice.max(dim=1).values - 1e-6).float(),
                    **{f"cand_{m}": dice[:, m] for m in range(dice.shape[1])}}
             acc = sums[setting_key(s)]

@@ -28,10 +28,14 @@ import torch
 @click.option("--recipe", default="synthfm", show_default=True)
 @click.option("--targets", type=click.Choice(["label", "component", "component_area"]), default="label", show_default=True,
               help="Target unit of the set (synthfm.training.target_units): a whole label, or one connected piece.")
+@click.option("--single-mask", "single_mask", type=click.Choice(["best", "iou_blend", "model"]), default="best",
+              show_default=True, help="How one mask is made from a click_unet's candidates; 'best' is the trainer's "
+              "scoring, 'model' the checkpoint's inference default (modeling/single_mask.py).")
 @click.option("--threads", default=1, show_default=True)
 @click.option("--json", "json_path", default=None, help="Write the results here.")
-def main(checkpoints, size, images, seed, recipe, targets, threads, json_path):
+def main(checkpoints, size, images, seed, recipe, targets, single_mask, threads, json_path):
     from synthfm.weights.checkpoint import load_checkpoint
+    from synthfm.weights.source import apply_single_mask_rule
     from synthfm.synth.recipe import load_recipe
     from synthfm.training.validation import build_validation_set, evaluate_validation
 
@@ -40,9 +44,14 @@ def main(checkpoints, size, images, seed, recipe, targets, threads, json_path):
     rows = []
     for path in checkpoints:
         model, meta = load_checkpoint(path)
+        if single_mask == "model":
+            apply_single_mask_rule(model, meta)
+        elif hasattr(model, "single_mask_rule"):
+            model.single_mask_rule = single_mask
         t0 = time.perf_counter()
         result = evaluate_validation(model, vset)
-        rows.append({"checkpoint": str(path), "encoder": meta["encoder"], "image_size": model.image_size,
+        rows.append({"checkpoint": str(path), "encoder": meta["encoder"],
+                     "single_mask": getattr(model, "single_mask_rule", None), "image_size": model.image_size,
                      "images_seen": meta.get("images_seen"), "wall_s": meta.get("wall_s"),
                      "eval_s": round(time.perf_counter() - t0, 2), **{k: round(v, 4) for k, v in result.items()}})
     keys = [k for k in rows[0] if k.startswith("dice_")] + ["mean"]

@@ -42,13 +42,13 @@ def trained(tmp_path):
 def test_stores_half_precision_with_provenance_and_same_weights(trained, tmp_path):
     src, model = trained
     out = tmp_path / "default.safetensors"
-    code, text = _run(src, "--out", out, "--run", "runs/x", "--flip-tta", "--clicked-components")
+    code, text = _run(src, "--out", out, "--run", "runs/x", "--flip-tta", "--clicked-components", "--single-mask", "iou_blend")
     assert code == 0, text
     assert out.stat().st_size < src.stat().st_size * 0.6  # float16 on disk
     loaded, meta = load_checkpoint(out)
     assert meta["dtype"] == "float16" and meta["step"] == 7 and meta["val"] == {"mean": 0.5}
     assert meta["shipped_from"] == {"run": "runs/x", "file": "best.safetensors"}
-    assert meta["inference"] == {"focus": False, "flip_tta": True, "clicked_components": True}
+    assert meta["inference"] == {"focus": False, "flip_tta": True, "clicked_components": True, "single_mask": "iou_blend"}
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         tol = 1e-3 * max(1.0, a.abs().max().item()) if a.is_floating_point() else 0
         assert (a - b).abs().max().item() <= tol, k

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from synthfm.inference.onnx_export import logits_to_original_graph
+from synthfm.modeling.single_mask import check_rule, single_mask
 
 
 class ClickUNetDecoderGraph(nn.Module):
@@ -34,10 +35,8 @@ class ClickUNetDecoderGraph(nn.Module):
         click_labels = torch.where((labels == 0) | (labels == 1), labels, torch.full_like(labels, -1)).to(torch.int64)
         logits, iou = self.model.forward_all(image_embeddings, point_coords, click_labels, boxes=boxes,
                                              mask_inputs=mask_input, mask_given=has_mask_input > 0.5)
-        if not self.multimask:
-            best = torch.argmax(iou, dim=1)
-            logits = torch.gather(logits, 1, best.view(-1, 1, 1, 1).expand(-1, 1, logits.shape[2], logits.shape[3]))
-            iou = torch.gather(iou, 1, best.view(-1, 1))
+        if not self.multimask:  # the same rule as ClickUNet.decode
+            logits, iou = single_mask(logits, iou, check_rule(self.model.single_mask_rule))
         return logits_to_original_graph(logits, orig_im_size, self.image_size), iou, logits
 
 

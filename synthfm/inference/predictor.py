@@ -105,7 +105,7 @@ class Predictor:
         ``sam_checkpoint`` is also needed when a synthfm checkpoint references an official SAM encoder.
         The checkpoint's ``inference`` metadata (e.g. ``{"focus": true, "flip_tta": false}``, chosen
         when the model was shipped) sets the predictor's defaults; change ``predictor.focus``,
-        ``predictor.flip_tta`` or ``predictor.clicked_components`` to override.  Its
+        ``predictor.flip_tta``, ``predictor.clicked_components`` or ``predictor.single_mask`` to override.  Its
         ``trained_outputs`` (or, for older checkpoints, its ``train_config``) decides which outputs
         are refused or marked (module docstring); ``allow_untrained=True`` turns that off.
         """
@@ -120,6 +120,24 @@ class Predictor:
                         clicked_components=bool(inference.get("clicked_components", False)))
         predictor.metadata = dict(metadata)
         return predictor
+
+    @property
+    def single_mask(self) -> str | None:
+        """How one mask is made from a click_unet's candidates (``"best"`` or ``"iou_blend"``,
+        :mod:`synthfm.modeling.single_mask`; the checkpoint's ``inference.single_mask`` sets it);
+        None for models with their own single-mask output (SAM's decoder)."""
+        return getattr(self.model, "single_mask_rule", None)
+
+    @single_mask.setter
+    def single_mask(self, rule: str) -> None:
+        from synthfm.modeling.single_mask import check_rule
+
+        if not hasattr(self.model, "single_mask_rule"):
+            raise UserError(f"this model ({getattr(self.model, 'encoder_name', type(self.model).__name__)}) has its own single-mask output; single_mask cannot be set")
+        try:
+            self.model.single_mask_rule = check_rule(str(rule))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     @property
     def image_size(self) -> int:

@@ -17,9 +17,9 @@ the clicks in at the input instead.  This module splits that design so that the 
   Everything after the stem therefore sees the prompts.
 
 Outputs follow SAM's decoder: ``num_masks`` (3) candidate masks as logits at S/2 and a predicted
-IoU per mask.  With ``multimask_output=False`` the candidate with the highest predicted IoU is
-returned (the model is trained with a min-over-candidates loss, so there is no separate
-single-mask token).  Coordinates are SAM's: (x, y) in model-input pixels, 0..S.
+IoU per mask.  With ``multimask_output=False`` one mask is made from them by
+``single_mask_rule`` (the model is trained with a min-over-candidates loss, so there is no separate
+single-mask token; :mod:`synthfm.modeling.single_mask`).  Coordinates are SAM's: (x, y) in model-input pixels, 0..S.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthfm.modeling.single_mask import check_rule, single_mask
 from synthfm.modeling.small_encoders import AttentionBlock, ChannelLayerNorm, ConvNeXtBlock, _init_weights
 from synthfm.modeling.synthfm_model import SAM_PIXEL_MEAN, SAM_PIXEL_STD, _zero_padding
 
@@ -142,6 +143,9 @@ class ClickUNet(nn.Module):
         self.embedding_size = self.image_size // 4
         self.num_masks = int(num_masks)
         self.click_sigma = float(click_sigma)
+        # how decode(multimask_output=False) makes one mask (modeling/single_mask.py); not a weight:
+        # weights.load_model sets it from the checkpoint's `inference.single_mask`
+        self.single_mask_rule = "best"
         self.widths = (w0, w1, w2, w3)
         self.embedding_channels = 4 * w0 + w1
         self.encoder_frozen = False
@@ -224,14 +228,14 @@ class ClickUNet(nn.Module):
         image).  point_coords (B, N, 2) model pixels, point_labels (B, N) 1/0/-1; boxes (B, 4);
         mask_inputs (B, 1, S/4, S/4) or (B, 1, S/2, S/2) logits (e.g. a previous low-res output,
         which is average-pooled to S/4).  Returns (logits (B, C', S/2, S/2), iou (B, C')) with
-        C' = num_masks if ``multimask_output`` else 1 (the candidate with the highest predicted IoU).
+        C' = num_masks if ``multimask_output`` else 1, made by ``self.single_mask_rule``
+        (``"best"``: the candidate with the highest predicted IoU; ``"iou_blend"``: their
+        IoU-weighted consensus; :mod:`synthfm.modeling.single_mask`).
         """
         logits, iou = self.forward_all(embeddings, point_coords, point_labels, boxes, mask_inputs)
         if multimask_output:
             return logits, iou
-        best = iou.argmax(dim=1)
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        return logits[rows, best][:, None], iou[rows, best][:, None]
+        return single_mask(logits, iou, check_rule(self.single_mask_rule))
 
     def forward_all(self, embeddings, point_coords=None, point_labels=None, boxes=None, mask_inputs=None,
                     mask_given=None):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthfm.errors import UserError
+from synthfm.errors import CheckpointError, UserError
 
 DEFAULT_MODEL = "default"
 DEFAULT_CHECKPOINT_NAME = "synthfm_default.safetensors"
@@ -129,7 +129,26 @@ def load_model(model: str | os.PathLike | ModelSpec = DEFAULT_MODEL, sam_checkpo
         metadata = dict(metadata)
         if spec.encoder is not None and spec.encoder != net.encoder_name:
             raise UserError(f"--encoder {spec.encoder} does not match the checkpoint's encoder {net.encoder_name}")
+        apply_single_mask_rule(net, metadata)
     return net.to(dev).eval(), metadata
+
+
+def apply_single_mask_rule(net, metadata: dict[str, Any]) -> None:
+    """Set ``net.single_mask_rule`` from the checkpoint's ``inference.single_mask`` (if both exist).
+
+    Only the inference path applies it: training (``--init``, ``--resume``) keeps ``"best"``, so the
+    validation that selects checkpoints is the same for every run.  Unknown rules raise CheckpointError.
+    """
+    from synthfm.modeling.single_mask import check_rule
+
+    inference = metadata.get("inference")
+    rule = inference.get("single_mask") if isinstance(inference, dict) else None
+    if rule is None or not hasattr(net, "single_mask_rule"):
+        return
+    try:
+        net.single_mask_rule = check_rule(str(rule))
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint metadata 'inference.single_mask': {exc}") from None
 
 
 def init_model(encoder: str, image_size: int, sam_checkpoint: str | os.PathLike | None = None,
