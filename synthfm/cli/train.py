@@ -20,7 +20,7 @@ from synthfm.training.config import LR_SCHEDULES, PRESETS, preset_config
 _CONFIG_OPTIONS = (
     "recipe", "encoder", "init", "sam_checkpoint", "train_encoder", "size", "gen_size", "epochs", "images_per_epoch",
     "batch_size", "prompts_per_image", "lr", "weight_decay", "lr_schedule", "warmup_steps", "max_pos", "max_neg",
-    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "targets", "multimask", "iou_loss_weight", "iou_rank_weight", "first_mask_weight", "train_only", "bce_weight", "seed", "val_images", "checkpoint_every",
+    "box_fraction", "box_jitter", "mask_fraction", "zoom_fraction", "targets", "multimask", "iou_loss_weight", "iou_rank_weight", "first_mask_weight", "train_only", "bce_weight", "seed", "val_images", "checkpoint_every", "time_budget",
     "log_every", "workers", "synth_device", "device", "amp", "compile", "out", "finetune",
     "finetune_synth_fraction", "finetune_val_fraction",
 )
@@ -96,6 +96,9 @@ _CONFIG_OPTIONS = (
 @click.option("--seed", type=int, default=None, help="Run seed (images, prompts, initial weights).")
 @click.option("--val-images", type=int, default=None, help="Synthetic validation images (0 = no validation).")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (0 = epoch ends).")
+@click.option("--time-budget", type=float, default=None, metavar="MIN",
+              help="Stop after this many minutes of training (validated and checkpointed); a cosine schedule "
+                   "decays over the budget or the epochs, whichever ends first.")
 @click.option("--log-every", type=int, default=None, help="Steps between log.csv rows.")
 @click.option("--workers", type=int, default=None, help="DataLoader worker processes generating images.")
 @click.option("--synth-device", default=None,
@@ -146,11 +149,12 @@ def train_command(preset, resume_dir, overwrite, stop_after_steps, quiet, compil
     best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line, from rank 0
         return 0
+    spent = f" (the {config.time_budget:g}-minute time budget is spent)" if result.time_budget_spent else ""
     click.echo(
-        f"{result.step}/{result.total_steps} steps, {result.epochs_done} epochs, {result.images_seen} images, "
+        f"{result.step}/{result.total_steps} steps{spent}, {result.epochs_done} epochs, {result.images_seen} images, "
         f"{result.wall_s:.1f} s; best mean validation Dice {best}; weights in {result.out}"
     )
-    if result.step >= result.total_steps:
+    if result.step >= result.total_steps or result.time_budget_spent:
         from synthfm.training.collapse import check_run, describe_collapse
 
         warnings = check_run(result.out, config)
@@ -178,11 +182,18 @@ def _finished(out: Path, config, stop_after_steps: int | None) -> str | None:
 
     total = config.epochs * steps_per_epoch(config, DistContext.from_env().world_size)
     target = total if stop_after_steps is None else min(total, stop_after_steps)
-    if step < target:
+    wall = meta.get("wall_s")
+    out_of_time = (config.time_budget is not None and isinstance(wall, (int, float))
+                   and wall >= 60.0 * config.time_budget)
+    if step < target and not out_of_time:
         return None
     val = meta.get("val") if isinstance(meta.get("val"), dict) else {}
     last = f"; last mean validation Dice {val['mean']:.4f}" if isinstance(val.get("mean"), (int, float)) else ""
-    why = (f"all {total} steps ({config.epochs} epochs) are done" if step >= total
-           else f"it already reached --stop-after-steps {stop_after_steps}")
+    if step >= total:
+        why, longer = f"all {total} steps ({config.epochs} epochs) are done", "a larger --epochs"
+    elif out_of_time:
+        why, longer = f"its {config.time_budget:g}-minute --time-budget is spent", "a larger --time-budget"
+    else:
+        why, longer = f"it already reached --stop-after-steps {stop_after_steps}", "a larger --epochs"
     return (f"nothing left to resume in {out}: {why} (at step {step}{last}); weights in {out}. "
-            f"To train longer, resume with a larger --epochs.")
+            f"To train longer, resume with {longer}.")

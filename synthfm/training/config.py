@@ -75,6 +75,11 @@ class TrainConfig:
         area), the unit real objects are scored as, measured worse on real images
         (:mod:`synthfm.training.target_units`); also the unit of the run's synthetic validation.
     checkpoint_every: steps between checkpoints (0 = only at the end of each epoch).
+    time_budget: minutes of training wall time (validation included, a resumed run's earlier
+        sessions counted), or None.  The run stops, validated and checkpointed, once the budget is
+        spent, and a cosine schedule decays over whichever ends first, the steps or the budget: the
+        way to fill a fixed slot on hardware of unknown speed (e.g. ``benchmarks/gpu_train.sh``).
+        ``--epochs`` is then an upper bound.
     amp: bf16 autocast; None = on for CUDA, off otherwise.
     synth_device: ``workers`` = the numpy engine in ``workers`` DataLoader processes; a torch device
         (``cuda``...) = the torch engine draws whole batches there (:mod:`synthfm.training.device_batches`).
@@ -118,6 +123,7 @@ class TrainConfig:
     seed: int = 0
     val_images: int = 64
     checkpoint_every: int = 500
+    time_budget: float | None = None
     log_every: int = 10
     workers: int = 2
     synth_device: str = "workers"
@@ -165,10 +171,12 @@ INIT_SCHEDULE: dict[str, Any] = dict(
     log_every=5,
 )
 # train_config keys of the checkpoint that describe where it was trained, not how: never inherited
-_NOT_INHERITED = ("init", "out", "device", "workers", "amp", "compile", "synth_device", "finetune", "sam_checkpoint")
+_NOT_INHERITED = ("init", "out", "device", "workers", "amp", "compile", "synth_device", "finetune", "sam_checkpoint",
+                  "time_budget")
 
 # Options that may change when a run is resumed: they do not change the weights it produces.
-RESUMABLE_OVERRIDES = frozenset({"epochs", "workers", "device", "log_every", "checkpoint_every", "compile", "out"})
+RESUMABLE_OVERRIDES = frozenset({"epochs", "time_budget", "workers", "device", "log_every", "checkpoint_every", "compile",
+                                 "out"})
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
@@ -290,6 +298,9 @@ def validate_config(config: TrainConfig, known_encoders: tuple[str, ...] | None 
             raise UserError(f"--{_flag(name)} must be a multiple of 16 and at least 64, got {value!r}")
     if not isinstance(c.seed, int) or c.seed < 0:
         raise UserError(f"--seed must be an integer >= 0, got {c.seed!r}")
+    if c.time_budget is not None and not (isinstance(c.time_budget, (int, float)) and math.isfinite(c.time_budget)
+                                          and c.time_budget > 0):
+        raise UserError(f"--time-budget must be a positive number of minutes, got {c.time_budget!r}")
     for name, top in UPPER_BOUNDS.items():
         value = getattr(c, name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > top:

@@ -181,6 +181,7 @@ class TrainResult:
     best_score: float | None
     last_val: dict[str, float]
     final_loss: float | None
+    time_budget_spent: bool = False
 
 
 def resume_config(out: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -381,6 +382,18 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
     vset = _validation_set(config, recipe, model.image_size, dist, real)
     logs = _Logs(out, dist, vset)
     step_images = config.batch_size * dist.world_size
+    budget_s = None if config.time_budget is None else 60.0 * config.time_budget
+
+    def budget_spent() -> float:
+        """Share of the time budget used so far (0 without one); rank 0's clock for every process."""
+        if budget_s is None:
+            return 0.0
+        fraction = run.wall() / budget_s
+        if dist.enabled:  # one clock, so every replica takes the same learning rate and stops together
+            value = torch.tensor([fraction], dtype=torch.float64, device=device)
+            torch.distributed.broadcast(value, src=0)
+            fraction = float(value.item())
+        return fraction
 
     def checkpoint() -> None:
         next_index = state.next_index
@@ -399,13 +412,13 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
                dynamic_ncols=True)
     loader = None
     try:
-        if state.step < total and (stop_after_steps is None or state.step < stop_after_steps):
+        if state.step < total and (stop_after_steps is None or state.step < stop_after_steps) and budget_spent() < 1:
             batches, loader = _batches(recipe, config, model.image_size, state.next_index[dist.rank], dist, device,
                                        real)
             run.window_start = time.perf_counter()
             while state.step < total:
                 batch, next_index = next(batches)
-                lr = lr_at(config, state.step, total)
+                lr = lr_at(config, state.step, total, min(1.0, budget_spent()))
                 loss = optimizer_step(model, optimizer, batch.to(device, non_blocking=True), config, lr,
                                       world_size=dist.world_size, encode=encode, decode=decode)
                 state.step += 1
@@ -417,22 +430,24 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
                 if epoch_end:
                     state.epochs_done += 1
                 bar.update(1)
-                if state.step % config.log_every == 0 or epoch_end or state.step == total:
+                out_of_time = budget_s is not None and budget_spent() >= 1
+                if state.step % config.log_every == 0 or epoch_end or out_of_time or state.step == total:
                     logs.train_row(run, lr, bar)
-                if epoch_end and vset is not None:
+                if (epoch_end or out_of_time) and vset is not None:
                     _validate(model, vset, device, config, run, logs, save_checkpoint)
                 stopping = stop_after_steps is not None and state.step >= stop_after_steps
                 periodic = config.checkpoint_every and state.step % config.checkpoint_every == 0
-                if periodic or epoch_end or stopping or state.step == total:
+                if periodic or epoch_end or stopping or out_of_time or state.step == total:
                     checkpoint()
-                if stopping:
+                if stopping or out_of_time:
                     break
     finally:
         bar.close()
         logs.close()
         del loader
     return TrainResult(out, state.step, total, state.epochs_done, state.images_seen, run.wall(),
-                       state.best_score, run.last_val, run.last_loss)
+                       state.best_score, run.last_val, run.last_loss,
+                       budget_s is not None and state.wall_s >= budget_s)
 
 
 def _validation_set(config: TrainConfig, recipe, image_size: int, dist: DistContext,

@@ -19,13 +19,17 @@ from synthfm.training.early_fusion import early_fusion_loss
 from synthfm.training.losses import bce_loss_per_item, iou_prediction_loss, soft_dice_loss
 
 
-def lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
-    """Learning rate for optimiser step ``step`` (0-based): linear warm-up, then constant or cosine."""
+def lr_at(config: TrainConfig, step: int, total_steps: int, time_fraction: float = 0.0) -> float:
+    """Learning rate for optimiser step ``step`` (0-based): linear warm-up, then constant or cosine.
+
+    time_fraction: the share of ``config.time_budget`` already spent (0 without one); the cosine
+    follows whichever of the steps and the budget is further along.
+    """
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.lr_schedule == "cosine":
         span = max(1, total_steps - config.warmup_steps)
-        progress = min(1.0, (step - config.warmup_steps) / span)
+        progress = min(1.0, max((step - config.warmup_steps) / span, time_fraction))
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     return config.lr
 
