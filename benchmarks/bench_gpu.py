@@ -210,7 +210,7 @@ def bench_trainer(stock, size, device, batch, workers, generator, policy, warmup
                          val_images=0, out="/nonexistent")
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-4)
     results = {}
-    loader = make_loader(default_recipe(), config, size, 0, 0, 1, pin_memory=device.type == "cuda")
+    loader = make_loader(default_recipe(), config, size, 0, 0, 1)
     batches = iterate_batches(loader, batch)
 
     def cpu_step():

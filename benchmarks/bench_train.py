@@ -101,7 +101,7 @@ def bench_encoder_and_trainer(model, bc: BenchConfig, recipe, workers: int, devi
     amp = bool(cfg.amp)
     model.train()
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=cfg.lr)
-    loader = make_loader(recipe, cfg, bc.size, start=0, rank=0, world_size=1, pin_memory=device.type == "cuda")
+    loader = make_loader(recipe, cfg, bc.size, start=0, rank=0, world_size=1)
     batches = iterate_batches(loader, bc.batch_size)
     images = torch.rand(bc.batch_size, 1, bc.size, bc.size, device=device) * 255
     enc_times, train_times = [], []

@@ -54,7 +54,7 @@ train_arm() {  # train_arm ARM [extra train.py options...]
       --size "$SIZE" --gen-size $((SIZE * 2)) --epochs "$EPOCHS" --images-per-epoch "$IPE" --batch-size "$BATCH" \
       --prompts-per-image 4 --lr 1e-3 --warmup-steps "$WARMUP" --first-mask-weight 0.5 --val-images "$VAL" \
       --workers "$WORKERS" --checkpoint-every 200 --time-budget "$TIME_MIN" --device "$DEVICE" --seed 6 \
-      --out "$run" --overwrite --quiet "$@"
+      --out "$run" --overwrite --quiet ${EXTRA:-} "$@"
   fi
 }
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ from synthfm.training.distributed import (
 )
 from synthfm.training.early_fusion import trained_outputs
 from synthfm.training.init_from import freeze_all_but, load_init
-from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, collate_items
+from synthfm.training.data import PromptedItemTransform, PromptPolicy, TrainBatch, TrainItem, collate_items, item_to_wire
 from synthfm.training.finetune_data import check_same_finetune_data, finetune_data_for, init_record
 from synthfm.training.run_folder import (
     CONFIG_FILE,
@@ -110,9 +111,24 @@ def build_training_model(config: TrainConfig):
 # data
 
 
+class ItemLoader:
+    """Iterable of :class:`TrainItem` (tensors) over a DataLoader whose workers send them as arrays.
+
+    loader: the underlying DataLoader (kept so that its workers live as long as this object).
+    """
+
+    def __init__(self, loader: torch.utils.data.DataLoader):
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[TrainItem]:
+        return (TrainItem.from_wire(item) for item in self.loader)
+
+
 def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: int, world_size: int,
-                pin_memory: bool = False, real=None) -> torch.utils.data.DataLoader:
-    """DataLoader over this process's part of the training stream, from stream index ``start``.
+                real=None) -> ItemLoader:
+    """Items of this process's part of the training stream, from stream index ``start``.
+
+    Generated in ``config.workers`` DataLoader processes (0 = in this one), in index order.
 
     real: the run's :class:`~synthfm.training.finetune_data.FinetuneData` (fine-tuning: real
     slices mixed with ``config.finetune_synth_fraction`` synthetic samples), or None.
@@ -133,7 +149,9 @@ def make_loader(recipe, config: TrainConfig, image_size: int, start: int, rank: 
     if workers:
         # keep about two steps' worth of items queued so generation never starves the model
         extra = dict(prefetch_factor=max(2, math.ceil(2 * config.batch_size / workers)))
-    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
+    # no pin_memory: collate_items copies the items into new (pageable) batch tensors anyway
+    return ItemLoader(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+                                                  collate_fn=item_to_wire, **extra))
 
 
 def _batches(recipe, config: TrainConfig, image_size: int, start: int, dist: DistContext, device: torch.device,
@@ -143,8 +161,7 @@ def _batches(recipe, config: TrainConfig, image_size: int, start: int, dist: Dis
 
     if config.synth_device != WORKERS:
         return device_batches(recipe, config, image_size, device, start, dist.rank, dist.world_size), None
-    loader = make_loader(recipe, config, image_size, start, dist.rank, dist.world_size,
-                         pin_memory=device.type == "cuda", real=real)
+    loader = make_loader(recipe, config, image_size, start, dist.rank, dist.world_size, real=real)
     return iterate_batches(loader, config.batch_size), loader
 
 
@@ -327,6 +344,8 @@ class _Loop:
         self.window_start = time.perf_counter()
         self.last_val: dict[str, float] = {}
         self.last_loss: float | None = None
+        self.skipped_in_a_row = 0
+        self.window_skipped = 0  # skipped steps since the last log row
 
     def wall(self) -> float:
         return self.session_wall0 + time.perf_counter() - self.session_start
@@ -424,8 +443,12 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
                 state.step += 1
                 state.images_seen += step_images
                 state.next_index[dist.rank] = next_index
-                run.window_loss += loss.float()
-                run.window_steps += 1
+                if torch.isfinite(loss):  # optimizer_step has synced already
+                    run.window_loss += loss.float()
+                    run.window_steps += 1
+                    run.skipped_in_a_row = 0
+                else:
+                    _skipped_step(run, lr)
                 epoch_end = state.step % spe == 0
                 if epoch_end:
                     state.epochs_done += 1
@@ -448,6 +471,21 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
     return TrainResult(out, state.step, total, state.epochs_done, state.images_seen, run.wall(),
                        state.best_score, run.last_val, run.last_loss,
                        budget_s is not None and state.wall_s >= budget_s)
+
+
+# this many skipped steps in a row (non-finite loss or gradient) end the run: it has diverged
+MAX_SKIPPED_IN_A_ROW = 20
+
+
+def _skipped_step(run: "_Loop", lr: float) -> None:
+    """Count a step that optimizer_step skipped; say so, and stop the run once it has diverged."""
+    run.skipped_in_a_row += 1
+    run.window_skipped += 1
+    if run.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+        raise UserError(
+            f"training diverged: the last {run.skipped_in_a_row} steps (up to step {run.state.step}, learning rate "
+            f"{lr:.3g}) had a non-finite loss or gradient and were skipped, so the weights in {run.out} are from "
+            f"before; start a new run from its best.safetensors with --init and a lower --lr (or --no-amp)")
 
 
 def _validation_set(config: TrainConfig, recipe, image_size: int, dist: DistContext,
@@ -496,11 +534,16 @@ class _Logs:
             torch.distributed.all_reduce(loss_sum)
             loss_sum /= self.dist.world_size
         now = time.perf_counter()
-        steps = max(1, run.window_steps)
-        loss = float(loss_sum) / steps
-        img_s = steps * run.config.batch_size * self.dist.world_size / max(now - run.window_start, 1e-9)
+        steps = run.window_steps + run.window_skipped
+        # the mean over the steps that updated the weights (NaN if the whole window was skipped)
+        loss = float(loss_sum) / run.window_steps if run.window_steps else math.nan
+        img_s = max(1, steps) * run.config.batch_size * self.dist.world_size / max(now - run.window_start, 1e-9)
+        if run.window_skipped and self.enabled:
+            tqdm.write(f"step {run.state.step}: {run.window_skipped} of the last {steps} steps skipped "
+                       f"(non-finite loss or gradient)", file=sys.stderr)
         run.window_loss = torch.zeros((), device=run.device)
         run.window_steps = 0
+        run.window_skipped = 0
         run.window_start = now
         run.last_loss = loss
         if not self.enabled:

@@ -99,14 +99,29 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, batch: TrainBatch, c
     """One optimiser step on ``batch`` (already on the device) at learning rate ``lr``.
 
     With ``world_size`` > 1 gradients are averaged over the processes first.  Returns the
-    (detached) loss.
+    (detached) loss, or NaN when the step was skipped: a non-finite loss or gradient (a bf16
+    overflow, a spike at a high learning rate) leaves the weights and Adam's moments untouched
+    instead of turning every weight into NaN.  After the all-reduce every process sees the same
+    gradients, so all skip together.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss, _ = compute_loss(model, batch, config, amp=bool(config.amp), encode=encode, decode=decode)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     if world_size > 1:
-        allreduce_gradients([p for g in optimizer.param_groups for p in g["params"]], world_size)
+        allreduce_gradients(params, world_size)
+    if not gradients_are_finite(loss, params):
+        optimizer.zero_grad(set_to_none=True)
+        return torch.full_like(loss.detach(), math.nan)
     optimizer.step()
     return loss.detach()
+
+
+def gradients_are_finite(loss: torch.Tensor, params: list[torch.Tensor]) -> bool:
+    """True when ``loss`` and every gradient of ``params`` are finite (one device sync)."""
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    norms = torch._foreach_norm(grads) if grads else []
+    checks = torch.stack([loss.detach().float().reshape(()), *(n.float() for n in norms)])
+    return bool(torch.isfinite(checks).all())
