@@ -5,6 +5,8 @@
 #   OUT=/path/to/out bash benchmarks/gpu_train.sh              # GPU machine: ~7 min of training per arm
 #   TINY=1 OUT=/tmp/gpu_smoke bash benchmarks/gpu_train.sh     # CPU check of the same script (~1.5 min)
 #   ARMS=small TIME_MIN=20 OUT=... bash benchmarks/gpu_train.sh  # one arm, another budget
+#   AMP=1 / EXTRA="--lr 5e-4" ...                              # bf16 autocast / more train.py options
+# First run and what it showed: benchmarks/README.md, "First GPU run".
 #
 # Arms (both start from the shipped default, `--init default`, same seed, prompts and schedule):
 #   small = the same click_unet, another cosine cycle at GPU throughput;
@@ -40,6 +42,8 @@ else
 fi
 # a hard stop a minute after the budget, in case a step or a validation hangs
 LIMIT=$(python3 -c "print(int(float('$TIME_MIN') * 60 + 60))")
+# fp32 unless AMP=1: the first GPU run's bf16 click_unet arm diverged at the peak learning rate
+AMP_FLAG=--no-amp; [ "${AMP:-0}" = 1 ] && AMP_FLAG=
 RUNS=${RUNS:-/tmp/gpu_runs}
 mkdir -p "$RUNS"
 declare -A ENCODER=([small]=click_unet [deep]=click_unet_deep)
@@ -54,11 +58,11 @@ train_arm() {  # train_arm ARM [extra train.py options...]
       --size "$SIZE" --gen-size $((SIZE * 2)) --epochs "$EPOCHS" --images-per-epoch "$IPE" --batch-size "$BATCH" \
       --prompts-per-image 4 --lr 1e-3 --warmup-steps "$WARMUP" --first-mask-weight 0.5 --val-images "$VAL" \
       --workers "$WORKERS" --checkpoint-every 200 --time-budget "$TIME_MIN" --device "$DEVICE" --seed 6 \
-      --out "$run" --overwrite --quiet ${EXTRA:-} "$@"
+      --out "$run" --overwrite --quiet $AMP_FLAG ${EXTRA:-} "$@"
   fi
 }
 
-run_arm() {  # one arm, with one retry without bf16 autocast if it fails at once (an untried kernel)
+run_arm() {  # one arm, retried once in fp32 if it fails at once (e.g. an untried bf16 kernel with AMP=1)
   local arm=$1 start rc
   start=$(date +%s)
   train_arm "$arm" > "$RUNS/$arm.console" 2>&1
