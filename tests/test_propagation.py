@@ -169,6 +169,25 @@ def test_guide_clicks_steer_past_a_stop():
     assert slices.predictor.calls[-1]["coords"] is not guide.coords  # later slices use derived prompts again
 
 
+def test_a_stop_short_of_a_guide_jumps_to_it_and_goes_on():
+    vol, disc = _cylinder_volume(first=3, last=14)
+    vol[9:11] = 0.0  # the object vanishes on slices 9-10 (a stop), and is back from 11 on
+    slices = VolumeSlices(ThresholdPredictor(), vol, window=UNIT)
+    guide = SlicePrompts(np.array([[24, 20]], np.float32), np.array([1]))
+    plain = propagate(slices, 7, np.array([[24, 20]]), np.array([1]))
+    assert plain.stops[1] == (9, "empty") and not plain.mask[11:].any() and plain.gaps == []
+    res = propagate(slices, 7, np.array([[24, 20]]), np.array([1]), guides={12: guide})
+    assert res.gaps == [(9, 12, "empty")]
+    assert not res.mask[9:12].any() and res.mask[12][disc].all() and res.mask[13:15].any()
+    assert res.stops[1] == (15, "empty") and res.stops[-1] == (2, "empty")
+    guided = [c for c in slices.predictor.calls if c["coords"] is guide.coords]
+    assert len(guided) == 1 and guided[0]["mask_input"] is None  # the guide slice is prompted alone
+    # a guide behind the stop's direction, or beyond max_slices, changes nothing
+    assert propagate(slices, 7, np.array([[24, 20]]), np.array([1]), guides={5: guide}).stops[1] == (9, "empty")
+    far = propagate(slices, 7, np.array([[24, 20]]), np.array([1]), guides={12: guide}, max_slices=3)
+    assert far.gaps == [] and far.stops[1] == (9, "empty")
+
+
 def test_empty_seed_and_bad_slice_are_user_errors():
     vol, _ = _cylinder_volume()
     slices = VolumeSlices(ThresholdPredictor(), vol, window=UNIT)
@@ -335,6 +354,19 @@ def test_evaluate_volumes_scores_a_perfect_predictor_at_one(tmp_path):
         (tmp_path / "flat" / "Toy2D" / "dataset.json").write_text(json.dumps(
             {"name": "Toy2D", "modality": "CT", "labels": {"background": 0, "x": 1}, "file_ending": ".png"}))
         evaluate_volumes(tmp_path / "flat", ThresholdPredictor())
+
+
+def test_guide_clicks_sit_near_the_object_ends_and_skip_the_seed():
+    from synthfm.evaluation.propagation import guide_clicks
+
+    vol, disc = _cylinder_volume(first=3, last=13)
+    mask = vol > 0.5
+    guides = guide_clicks(mask, 0, seed_index=8)
+    assert sorted(guides) == [5, 11]  # 3 + round(0.15 * 10), 3 + round(0.85 * 10)
+    for g, prompts in guides.items():
+        x, y = prompts.coords[0]
+        assert mask[g, int(round(y)), int(round(x))] and prompts.labels.tolist() == [1]
+    assert sorted(guide_clicks(mask, 0, seed_index=5)) == [11]
 
 
 def test_benchmark_script_writes_its_outputs(files, tmp_path):

@@ -9,7 +9,9 @@ Protocol (what ``benchmarks/eval_propagation.py`` runs and records in its JSON):
   ``min_fraction`` x the volume's voxels (0.1 % by default, as in ../shared/data/README.md).
 * **Prompt**: one positive click on the object's largest slice, at its deepest interior point
   (``simulate_clicks(gt_slice, 1, 0)``, deterministic), then :func:`synthfm.inference.propagation.propagate`
-  with each requested variant (a :class:`~synthfm.inference.propagation.PropagationConfig`).
+  with each requested variant (a :class:`~synthfm.inference.propagation.PropagationConfig`).  A
+  guided variant (``GUIDED_VARIANTS``) adds the steering clicks a user makes after scrolling
+  through: one more deepest-point click on each of two slices near the object's ends (``GUIDE_AT``).
 * **Metrics**: 3D Dice of the propagated mask against the object's component; Dice on the seed
   slice; the slice extent found vs the true one; the stop reasons.  Two references: ``oracle`` =
   the same model given a fresh deepest-point click from the ground truth on *every* object slice
@@ -34,7 +36,7 @@ from scipy import ndimage
 from synthfm.errors import UserError
 from synthfm.io.intensity import resolve_window
 from synthfm.prompts import next_interactive_click, simulate_clicks
-from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
+from synthfm.inference.propagation import PropagationConfig, SlicePrompts, VolumeSlices, propagate
 
 DEFAULT_MIN_FRACTION = 0.001
 REFINEMENT_CLICKS = 5
@@ -50,7 +52,13 @@ VARIANTS: dict[str, PropagationConfig] = {
     "click+growth": PropagationConfig(use_mask_input=False, max_area_growth=1.3),
     "click+mask+growth": PropagationConfig(use_mask_input=True, max_area_growth=1.3),  # = the default
     "click+mask+growth+score": PropagationConfig(use_mask_input=True, max_area_growth=1.3, min_score=0.3),
+    # the default, plus a simulated user's steering clicks on two more slices (GUIDE_AT)
+    "click+mask+growth+guides": PropagationConfig(use_mask_input=True, max_area_growth=1.3),
 }
+# Variants whose user also clicks once on the object's slices at these fractions of its true extent
+# (deepest point, as on the seed slice), passed to propagate() as guides: 3 clicks per object.
+GUIDED_VARIANTS = frozenset({"click+mask+growth+guides"})
+GUIDE_AT = (0.15, 0.85)
 
 
 @dataclass(frozen=True)
@@ -124,16 +132,32 @@ def seed_click(gt_slice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return clicks.coords, clicks.labels.astype(np.int64)
 
 
-def evaluate_object(slices: VolumeSlices, obj: VolumeObject, config: PropagationConfig) -> dict:
-    """Propagate from one click on the object's largest slice; return the metrics row."""
+def guide_clicks(mask: np.ndarray, axis: int, seed_index: int, at: Sequence[float] = GUIDE_AT) -> dict[int, SlicePrompts]:
+    """A simulated user's steering clicks: slice -> deepest-point click, on the object's slices at the
+    fractions ``at`` of its extent (the seed slice and slices without the object left out)."""
+    first, last = _extent(mask, axis)
+    guides = {}
+    for f in at:
+        g = first + int(round(f * (last - first)))
+        gt_g = _take(mask, g, axis)
+        if g != seed_index and gt_g.any():
+            coords, labels = seed_click(gt_g)
+            guides[g] = SlicePrompts(coords.astype(np.float32), labels)
+    return guides
+
+
+def evaluate_object(slices: VolumeSlices, obj: VolumeObject, config: PropagationConfig, guided: bool = False) -> dict:
+    """Propagate from one click on the object's largest slice (plus :func:`guide_clicks` when
+    ``guided``); return the metrics row."""
     axis = slices.axis
     k = largest_slice(obj.mask, axis)
     gt_k = _take(obj.mask, k, axis)
     coords, labels = seed_click(gt_k)
+    guides = guide_clicks(obj.mask, axis, k) if guided else {}
     start = time.perf_counter()
     before = slices.encodings
     try:
-        result = propagate(slices, k, coords, labels, config=config)
+        result = propagate(slices, k, coords, labels, config=config, guides=guides)
     except UserError as exc:  # the seed prediction was empty
         pred = np.zeros_like(obj.mask)
         stops, reason = {}, " ".join(str(exc).split())
@@ -154,6 +178,7 @@ def evaluate_object(slices: VolumeSlices, obj: VolumeObject, config: Propagation
         "stop_down": f"{stops[-1][1]}@{stops[-1][0]}" if -1 in stops else reason,
         "seconds": round(seconds, 4),
         "encodings": slices.encodings - before,
+        "clicks": 1 + len(guides),
     }
 
 
@@ -262,7 +287,8 @@ def evaluate_volumes(
                         "voxels": obj.voxels, "pseudo": info.pseudo_labels, "axis": axis}
                 reference = {"dice_oracle": oracle_dice(slices, obj)} if oracle else {}
                 for name, config in variants.items():
-                    row = {**base, "variant": name, **evaluate_object(slices, obj, config), **reference}
+                    row = {**base, "variant": name, **evaluate_object(slices, obj, config, name in GUIDED_VARIANTS),
+                           **reference}
                     out.rows.append(row)
                     say(f"{info.name}/{case.case_id} {obj.class_name}#{obj.index} {name}: 3D Dice {row['dice_3d']:.3f}")
                 if refinement:

@@ -116,13 +116,15 @@ class SliceRecord:
 class PropagationResult:
     """``mask`` (Z, Y, X) bool in the volume's layout; ``records`` per segmented slice index;
     ``stops``: direction (+1 / -1) -> (first slice index not segmented, reason in STOP_REASONS);
-    for ``end`` the index is one past the volume."""
+    for ``end`` the index is one past the volume.  ``gaps``: (first empty slice, guide slice it
+    jumped to, reason) where a stop fired short of a guide."""
 
     mask: np.ndarray
     seed_index: int
     axis: int
     records: dict[int, SliceRecord] = field(default_factory=dict)
     stops: dict[int, tuple[int, str]] = field(default_factory=dict)
+    gaps: list[tuple[int, int, str]] = field(default_factory=list)
 
     @property
     def slice_range(self) -> tuple[int, int]:
@@ -282,7 +284,10 @@ def propagate(
     guides: the user's own prompts on other slices (slice index -> :class:`SlicePrompts`, e.g.
     clicks made there to steer): on such a slice they replace the prompts derived from the previous
     mask (the previous logits still go in as ``mask_input`` when configured) and only ``empty``
-    stops the direction there, since the user said the object is on that slice.
+    stops the direction there, since the user said the object is on that slice.  A stop that fires
+    on a slice short of a guide does not end the direction: the slices up to the guide stay empty
+    (``result.gaps``) and propagation goes on from the guide, which is then prompted alone (the
+    logits of a slice further back would only mislead it).
     Returns a :class:`PropagationResult`; raises UserError if the seed prediction is empty.
     """
     predictor = slices.predictor
@@ -310,16 +315,17 @@ def propagate(
     trained = getattr(predictor, "trained_outputs", None)
     use_mask_input = config.use_mask_input and (trained is None or trained.mask_input
                                                 or getattr(predictor, "allow_untrained", False))
+    guides = dict(guides or {})
     for step in (1, -1):
         previous, previous_logits = seed_mask, low_res[best : best + 1]
         k, done = seed_index + step, 0
         while 0 <= k < n and done < limit:
             slices.set_slice(k)
-            guide = (guides or {}).get(k)
+            guide = guides.get(k)
             prompts = guide if guide is not None else prompts_from_mask(previous, config, np.random.default_rng([config.seed, k]))
             masks, scores, low_res_k = predictor.predict(
                 point_coords=prompts.coords, point_labels=prompts.labels, box=prompts.box,
-                mask_input=previous_logits if use_mask_input else None,
+                mask_input=previous_logits if use_mask_input and previous_logits is not None else None,
             )
             raw = np.asarray(masks[0], dtype=bool)
             if guide is not None:
@@ -329,8 +335,15 @@ def propagate(
                 kept = components_touching(raw, previous) if config.keep_overlapping else raw
                 why = stop_reason(raw, kept, float(scores[0]), previous, seed_area, config)
             if why is not None:
-                result.stops[step] = (k, why)
-                break
+                ahead = [g for g in guides if (g - k) * step > 0 and abs(g - seed_index) <= limit]
+                if not ahead:
+                    result.stops[step] = (k, why)
+                    break
+                target = min(ahead, key=lambda g: abs(g - k))
+                result.gaps.append((k, target, why))
+                done += abs(target - k)
+                k, previous_logits = target, None
+                continue
             _slice_view(out, k, slices.axis)[...] = kept
             result.records[k] = SliceRecord(k, int(kept.sum()), float(scores[0]), len(prompts.labels))
             previous, previous_logits = kept, low_res_k[0:1]
