@@ -302,6 +302,53 @@ def test_segment_propagate_writes_a_volume_in_the_source_geometry(files, tmp_pat
         assert mask[3, 15, 20]
 
 
+def test_segment_guide_clicks_reach_propagate(files, tmp_path, monkeypatch):
+    import synthfm.inference.propagation as prop
+
+    seen = {}
+
+    def fake_propagate(slices, seed_index, **kw):
+        seen.update(kw, seed_index=seed_index)
+        out = np.zeros(slices.volume.shape, bool)
+        out[seed_index, 10:20, 12:28] = True
+        return prop.PropagationResult(out, seed_index, 0, {seed_index: prop.SliceRecord(seed_index, 160, 0.9, 1)},
+                                      {1: (4, "empty"), -1: (2, "empty")})
+
+    monkeypatch.setattr(prop, "propagate", fake_propagate)
+    out = tmp_path / "m.nii.gz"
+    args = ["segment", str(files["nii"]), "--point", "20,15", "--slice", "3", "--model", str(files["model"]),
+            "--out", str(out), "--propagate", "--guide", "5:21,14", "--guide", "5:18,16", "--guide", "1:20,15"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    guides = seen["guides"]
+    assert sorted(guides) == [1, 5] and seen["seed_index"] == 3
+    assert guides[5].coords.tolist() == [[21, 14], [18, 16]] and guides[5].labels.tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--guide", "5:21"], "expected"),
+    (["--guide", "x:1,2"], "K:X,Y"),
+    (["--guide", "9:20,15"], "out of range"),
+    (["--guide", "3:20,15"], "on slice K itself"),
+    (["--guide", "5:99,15"], "outside the image"),
+])
+def test_segment_bad_guide_is_one_line_error(files, tmp_path, capsys, extra, message):
+    out = tmp_path / "m.nii.gz"
+    code = run_click(cli, ["segment", str(files["nii"]), "--point", "20,15", "--slice", "3", "--model",
+                           str(files["model"]), "--out", str(out), "--propagate", *extra], prog_name="synthfm")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_segment_guide_needs_propagate(files, tmp_path, capsys):
+    code = run_click(cli, ["segment", str(files["nii"]), "--point", "20,15", "--slice", "3", "--model",
+                           str(files["model"]), "--out", str(tmp_path / "m.nii.gz"), "--guide", "5:20,15"],
+                     prog_name="synthfm")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--guide steers --propagate" in err[0]
+
+
 def test_segment_propagate_on_a_2d_image_is_one_line_error(files, tmp_path, capsys):
     code = run_click(cli, ["segment", str(files["png"]), "--point", "5,5", "--propagate", "--model",
                            str(files["model"]), "--out", str(tmp_path / "m.png")], prog_name="synthfm")

@@ -33,7 +33,29 @@ class _Numbers(click.ParamType):
         return numbers
 
 
+class _SliceClick(click.ParamType):
+    """``"K:X,Y"`` -> (slice K as int, x, y): a click on another slice of a volume."""
+
+    name = "K:X,Y"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return self.name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        head, sep, rest = str(value).replace(" ", "").partition(":")
+        try:
+            k = int(head)
+        except ValueError:
+            k = None
+        if not sep or k is None or k < 0:
+            self.fail(f"expected K:X,Y (a slice number >= 0, a colon, then the click), got {value!r}", param, ctx)
+        return (k, *POINT.convert(rest, param, ctx))
+
+
 POINT = _Numbers(2, "X,Y")
+SLICE_CLICK = _SliceClick()
 BOX = _Numbers(4, "X0,Y0,X1,Y1")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from synthfm.cli.options import AXIS_NAMES, BOX, POINT, model_options
+from synthfm.cli.options import AXIS_NAMES, BOX, POINT, SLICE_CLICK, model_options
 from synthfm.errors import UserError
 
 OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -50,9 +50,12 @@ OVERLAY_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 @click.option("--stop-score", type=float, default=None,
               help="--propagate also stops where the predicted IoU falls below this (off by default; needs a "
                    "checkpoint that trained its IoU head).")
+@click.option("--guide", "guides", multiple=True, type=SLICE_CLICK,
+              help="--propagate: a positive click X,Y on another slice K that steers the object there (the "
+                   "stop rule does not end it before K); repeatable.")
 def segment(inputs, points, negatives, box, slice_index, axis, window, model, encoder, sam_checkpoint,
             multimask, allow_untrained, device, out_path, out_dir, out_ext, overlays, overlay_path, overwrite,
-            propagate, stop_area, stop_score) -> int | None:
+            propagate, stop_area, stop_score, guides) -> int | None:
     """Segment one object in INPUT from clicks (a 2D image, or slice --slice of a volume).
 
     INPUT: PNG/JPEG/TIFF/BMP, DICOM file or series folder, NIfTI, NRRD, MHA/MHD.  Clicks are in
@@ -70,6 +73,8 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
 
         if out_dir is None or out_path is not None or overlay_path is not None:
             raise UserError("several INPUTs need --out-dir DIR (and --overlays, not --out/--overlay)")
+        if guides:
+            raise UserError("--guide clicks belong to one volume; give one INPUT with --out")
         return segment_batch(inputs, out_dir, out_ext, overlays, points=points, negatives=negatives, box=box,
                              slice_index=slice_index, axis=axis, window=window, model=model, encoder=encoder,
                              sam_checkpoint=sam_checkpoint, multimask=multimask, allow_untrained=allow_untrained,
@@ -90,6 +95,8 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
     from synthfm.weights.outputs import score_text
 
     _check_prompt_options(points, box, stop_area)
+    if guides and not propagate:
+        raise UserError("--guide steers --propagate; add --propagate (or click on slice K with --point)")
     preset = parse_preset(window)
     dev = resolve_device(device)
     out_ext = file_extension(out_path)
@@ -122,8 +129,9 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
     predictor = Predictor.from_checkpoint(model_source, device=dev, allow_untrained=allow_untrained)
     window_obj = _resolve_window(loaded, preset)
     if propagate:
+        steer = _guide_prompts(guides, loaded, slice_index, axis)
         _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
-                            stop_area, stop_score, out_path, overlay_path, input_path, overwrite)
+                            stop_area, stop_score, out_path, overlay_path, input_path, overwrite, steer)
         return
     predictor.set_image(image, preset=window_obj)
     masks, scores, _ = predictor.predict(
@@ -144,8 +152,29 @@ def segment(inputs, points, negatives, box, slice_index, axis, window, model, en
     )
 
 
+def _guide_prompts(guides, loaded, slice_index: int, axis: str) -> dict:
+    """--guide K:X,Y clicks as propagate()'s guides (slice -> SlicePrompts), each checked against its slice."""
+    from synthfm.inference.propagation import SlicePrompts
+    from synthfm.io.images import axis_index, slice_of
+    from synthfm.prompts import check_prompts_inside
+
+    n = loaded.array.shape[axis_index(axis)]
+    by_slice: dict[int, list[tuple[float, float]]] = {}
+    for k, x, y in guides:
+        if k >= n:
+            raise UserError(f"--guide {k}:{x:g},{y:g}: slice {k} is out of range (the volume has {n} {axis} slices, 0..{n - 1})")
+        if k == slice_index:
+            raise UserError(f"--guide {k}:{x:g},{y:g} is on slice K itself; give that click with --point")
+        try:
+            check_prompts_inside(np.array([[x, y]]), None, slice_of(loaded, k, axis).shape[:2])
+        except UserError as exc:
+            raise UserError(f"--guide {k}:{x:g},{y:g}: {exc}") from None
+        by_slice.setdefault(k, []).append((x, y))
+    return {k: SlicePrompts(np.asarray(c, np.float32), np.ones(len(c), np.int64)) for k, c in by_slice.items()}
+
+
 def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords, labels, box, multimask,
-                        stop_area, stop_score, out_path, overlay_path, input_path, overwrite) -> None:
+                        stop_area, stop_score, out_path, overlay_path, input_path, overwrite, guides=None) -> None:
     from synthfm.inference.overlays import render_overlay
     from synthfm.io.images import slice_of
     from synthfm.inference.propagation import PropagationConfig, VolumeSlices, propagate
@@ -154,7 +183,7 @@ def _segment_propagated(loaded, slice_index, axis, window_obj, predictor, coords
     slices = VolumeSlices(predictor, loaded.array, axis=axis, window=window_obj)
     result = propagate(slices, slice_index, point_coords=coords, point_labels=labels,
                        box=None if box is None else np.asarray(box, dtype=np.float32), config=config,
-                       multimask=multimask)
+                       multimask=multimask, guides=guides)
     overlay = None
     if overlay_path is not None:
         slices.set_slice(slice_index)
