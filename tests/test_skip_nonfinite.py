@@ -56,6 +56,7 @@ def test_a_nan_step_leaves_the_weights_and_optimizer_untouched():
     model(x).sum().backward()
     assert step_module.gradients_are_finite(torch.tensor(1.0), list(model.parameters()))
     assert not step_module.gradients_are_finite(torch.tensor(math.nan), list(model.parameters()))
+    assert step_module.gradients_are_finite(None, list(model.parameters()))
     for a, b in zip(before, model.parameters()):
         assert torch.equal(a, b)
     for k, v in opt.state[model.weight].items():

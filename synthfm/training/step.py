@@ -112,16 +112,18 @@ def optimizer_step(model, optimizer: torch.optim.Optimizer, batch: TrainBatch, c
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if world_size > 1:
         allreduce_gradients(params, world_size)
-    if not gradients_are_finite(loss, params):
+    # with several processes only the (all-reduced, hence shared) gradients decide, so all skip together
+    if not gradients_are_finite(loss if world_size == 1 else None, params):
         optimizer.zero_grad(set_to_none=True)
         return torch.full_like(loss.detach(), math.nan)
     optimizer.step()
     return loss.detach()
 
 
-def gradients_are_finite(loss: torch.Tensor, params: list[torch.Tensor]) -> bool:
-    """True when ``loss`` and every gradient of ``params`` are finite (one device sync)."""
+def gradients_are_finite(loss: torch.Tensor | None, params: list[torch.Tensor]) -> bool:
+    """True when ``loss`` (unless None) and every gradient of ``params`` are finite (one device sync)."""
     grads = [p.grad.detach() for p in params if p.grad is not None]
-    norms = torch._foreach_norm(grads) if grads else []
-    checks = torch.stack([loss.detach().float().reshape(()), *(n.float() for n in norms)])
-    return bool(torch.isfinite(checks).all())
+    values = [n.float() for n in torch._foreach_norm(grads)] if grads else []
+    if loss is not None:
+        values.append(loss.detach().float().reshape(()))
+    return bool(torch.isfinite(torch.stack(values)).all()) if values else True
