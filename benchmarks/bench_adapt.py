@@ -121,7 +121,10 @@ def evaluate_on(test_dir: Path, checkpoint: str) -> dict:
 @click.option("--batch", default=16, show_default=True, help="Images per step.")
 @click.option("--only", multiple=True, help="Run only these datasets (names).")
 @click.option("--work", default=None, type=click.Path(path_type=Path), help="Keep runs here (default: a temp folder).")
-def main(data, json_path, steps, batch, only, work):
+@click.option("--arm", "only_arms", multiple=True,
+              type=click.Choice(["label_free", "finetune_5", "finetune_20", "scratch_5", "scratch_20"]),
+              help="Run only these trained arms (zero-shot is always measured).")
+def main(data, json_path, steps, batch, only, work, only_arms):
     from synthfm.weights import DEFAULT_MODEL_PATH
 
     sha = hashlib.sha256(DEFAULT_MODEL_PATH.read_bytes()).hexdigest()
@@ -154,6 +157,8 @@ def main(data, json_path, steps, batch, only, work):
                for n in (SMALL_N, POOL)},
         }
         for arm, args in plans.items():
+            if only_arms and arm not in only_arms:
+                continue
             out = root / arm
             res = run_cli([*args, "--out", str(out), *common], root / f"{arm}.log")
             if arm == "label_free":

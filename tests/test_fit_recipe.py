@@ -159,3 +159,28 @@ def test_cli_bad_inputs_one_line_and_nothing_overwritten(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--overwrite" in err[0]
     assert existing.read_text() == "name: mine\n"
+
+
+def _stats(kind: str, n: int, fan: bool = False):
+    from synthfm.synth.fit_recipe import ImageStats
+
+    return [ImageStats(source=f"s{i}", noise_kind=kind, noise_sigma=0.01, slope=0.1, sigma_at_half=0.01, cv=0.1,
+                       grain=1.0, bias=0.1, fan=fan, fan_angle=0.0, blur=0.5, q02=0.05, q50=0.4, q98=0.9)
+            for i in range(n)]
+
+
+def test_a_given_modality_decides_unless_no_image_shows_its_noise():
+    base = default_recipe()
+    # MRI given, no image Rician-like, all additive (e.g. skull-stripped, normalised MRI): the measurement wins
+    recipe, changes, summary = fit(_stats("gaussian", 10), base, modality="MRI")
+    assert summary["flavour"] == "ct" and recipe.flavours.ct.p == 0.5
+    assert any("no image measures its noise model" in c.why for c in changes)
+    # one Rician-like image is enough evidence to keep the given modality
+    recipe, _, summary = fit(_stats("gaussian", 9) + _stats("rician", 1), base, modality="MRI")
+    assert summary["flavour"] == "mr" and recipe.flavours.mr.p == 0.5
+    # US given, a third of the images speckle-like: stays US even though most measure additive noise
+    _, _, summary = fit(_stats("poisson", 8) + _stats("speckle", 4), base, modality="US")
+    assert summary["flavour"] == "us"
+    # no majority for another flavour: the modality decides
+    _, _, summary = fit(_stats("gaussian", 5) + _stats("speckle", 5), base, modality="MRI")
+    assert summary["flavour"] == "mr"

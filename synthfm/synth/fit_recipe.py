@@ -11,7 +11,8 @@ which replaced them, training on the fitted recipe lost 0.065 DSC at (1,0) on an
 same schedule on the base recipe did not lose (benchmarks/README.md, "Adapting").
 
 * the flavour the scans look like (US: speckle or a fan in most images; MR: Rician noise; CT:
-  additive or Poisson noise) gets probability 0.5, the other flavours share the rest in their
+  additive or Poisson noise; a given modality decides unless none of the images shows its noise)
+  gets probability 0.5, the other flavours share the rest in their
   old proportions (so the mix keeps every kind of image);
 * that flavour's noise level: Gaussian/Rician sigma, Poisson photons, or speckle strength and
   grain (found by simulating the engine's own speckle and matching what was measured);
@@ -164,8 +165,9 @@ def speckle_parameters(cv: float, grain: float, size: int = ANALYSIS_SIZE) -> tu
 def fit(stats: list[ImageStats], base: Recipe, modality: str | None = None) -> tuple[Recipe, list[Change], dict]:
     """(fitted recipe, the changes, a summary of the measurements) for ``stats`` on ``base``.
 
-    modality: a known modality (CT / MR / US, e.g. from dataset.json or DICOM) chooses the flavour;
-    without one the measurements vote (noise kind per image, fan shape).
+    modality: a known modality (CT / MR / US, e.g. from dataset.json or DICOM) chooses the flavour,
+    unless no image shows that flavour's noise (speckle or a fan / Rician / additive or Poisson) and
+    a majority shows another's; without one the measurements vote (noise kind per image, fan shape).
     """
     from synthfm.io.intensity import normalise_modality
 
@@ -206,16 +208,25 @@ def fit(stats: list[ImageStats], base: Recipe, modality: str | None = None) -> t
     known = normalise_modality(modality)
     votes = (f"measured: {kinds['speckle']}/{n} speckle-like, {kinds['rician']}/{n} Rician-like, "
              f"{kinds['gaussian'] + kinds['poisson']}/{n} additive/Poisson noise, {fans}/{n} fan-shaped")
-    if known:
-        flavour, why = known, f"modality {modality} given ({votes})"
-    elif kinds["speckle"] * 2 >= n or fans * 2 >= n:
-        flavour, why = "us", f"{kinds['speckle']}/{n} images have speckle-like noise, {fans}/{n} a fan-shaped field of view"
+    if kinds["speckle"] * 2 >= n or fans * 2 >= n:
+        measured, votes_for = "us", max(kinds["speckle"], fans)
+        why = f"{kinds['speckle']}/{n} images have speckle-like noise, {fans}/{n} a fan-shaped field of view"
     elif kinds["rician"] * 2 >= n:
-        flavour, why = "mr", f"{kinds['rician']}/{n} images have Rician-like noise (dark background mean/std near 1.9)"
+        measured, votes_for = "mr", kinds["rician"]
+        why = f"{kinds['rician']}/{n} images have Rician-like noise (dark background mean/std near 1.9)"
     else:
-        flavour = "ct"
-        why = (f"{kinds['gaussian'] + kinds['poisson']}/{n} images have additive or Poisson noise "
+        measured, votes_for = "ct", kinds["gaussian"] + kinds["poisson"]
+        why = (f"{votes_for}/{n} images have additive or Poisson noise "
                f"(slope of noise std on intensity {summary['slope']:.2f})")
+    evidence = {"us": kinds["speckle"] + fans, "mr": kinds["rician"], "ct": kinds["gaussian"] + kinds["poisson"]}
+    if known and (known == measured or votes_for * 2 <= n or evidence.get(known, 1) > 0):
+        flavour, why = known, f"modality {modality} given ({votes})"
+    elif known:
+        # a flavour is a noise model, not a name: preprocessed scans (e.g. skull-stripped, bias-corrected,
+        # normalised MRI) can show none of their modality's noise, and the label then picks the wrong model
+        flavour, why = measured, f"modality {modality} given, but no image measures its noise model and {why}"
+    else:
+        flavour = measured
     summary["flavour"] = flavour
     old_p = d["flavours"][flavour]["p"]
     rest = 1.0 - old_p
