@@ -62,13 +62,13 @@ train_arm() {  # train_arm ARM [extra train.py options...]
   fi
 }
 
-run_arm() {  # one arm, retried once in fp32 if it fails at once (e.g. an untried bf16 kernel with AMP=1)
+run_arm() {  # one arm; with AMP=1, retried once in fp32 if it fails at once (e.g. an untried bf16 kernel)
   local arm=$1 start rc
   start=$(date +%s)
   train_arm "$arm" > "$RUNS/$arm.console" 2>&1
   rc=$?
-  if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 130 ] && [ $(( $(date +%s) - start )) -lt 120 ] \
-      && [ ! -f "$RUNS/$arm/last_state.pt" ]; then
+  if [ -z "$AMP_FLAG" ] && [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$rc" != 130 ] \
+      && [ $(( $(date +%s) - start )) -lt 120 ] && [ ! -f "$RUNS/$arm/last_state.pt" ]; then
     echo "exit $rc within 2 min: retrying without --amp" >> "$RUNS/$arm.console"
     train_arm "$arm" --no-amp >> "$RUNS/$arm.console" 2>&1
     rc=$?

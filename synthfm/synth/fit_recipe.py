@@ -218,12 +218,14 @@ def fit(stats: list[ImageStats], base: Recipe, modality: str | None = None) -> t
         measured, votes_for = "ct", kinds["gaussian"] + kinds["poisson"]
         why = (f"{votes_for}/{n} images have additive or Poisson noise "
                f"(slope of noise std on intensity {summary['slope']:.2f})")
+    # images showing each flavour's noise model
     evidence = {"us": kinds["speckle"] + fans, "mr": kinds["rician"], "ct": kinds["gaussian"] + kinds["poisson"]}
-    if known and (known == measured or votes_for * 2 <= n or evidence.get(known, 1) > 0):
+    # a flavour is a noise model, not a name: preprocessed scans (e.g. skull-stripped, bias-corrected,
+    # normalised MRI) can show none of their modality's noise, and the label then picks the wrong model
+    overruled = known and known != measured and votes_for * 2 > n and evidence.get(known, 1) == 0
+    if known and not overruled:
         flavour, why = known, f"modality {modality} given ({votes})"
     elif known:
-        # a flavour is a noise model, not a name: preprocessed scans (e.g. skull-stripped, bias-corrected,
-        # normalised MRI) can show none of their modality's noise, and the label then picks the wrong model
         flavour, why = measured, f"modality {modality} given, but no image measures its noise model and {why}"
     else:
         flavour = measured

@@ -84,8 +84,9 @@ class TrainItem:
 
         A tensor crosses a process boundary as a shared-memory file (a handle sent, mapped and
         unmapped per tensor, ~0.4 ms each here, more in a VM), an array as plain pickled bytes (~0.03
-        ms for an item's ~150 kB): with nine tensors an item, the per-tensor route capped a GPU
-        run's main process at ~90 images/s whatever the number of workers.
+        ms for an item's ~150 kB).  With nine tensors an item, the per-tensor route is the likely cap
+        of the first GPU run (~87 images/s per process whatever the number of workers), not yet
+        confirmed on a GPU; ``benchmarks/bench_loader.py`` measures both routes.
         """
         return dataclasses.replace(self, **{name: getattr(self, name).numpy() for name in _TENSOR_FIELDS})
 

@@ -431,13 +431,14 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
                dynamic_ncols=True)
     loader = None
     try:
-        if state.step < total and (stop_after_steps is None or state.step < stop_after_steps) and budget_spent() < 1:
+        spent = budget_spent()  # read once a step, after it: this step's stop and the next step's rate
+        if state.step < total and (stop_after_steps is None or state.step < stop_after_steps) and spent < 1:
             batches, loader = _batches(recipe, config, model.image_size, state.next_index[dist.rank], dist, device,
                                        real)
             run.window_start = time.perf_counter()
             while state.step < total:
                 batch, next_index = next(batches)
-                lr = lr_at(config, state.step, total, min(1.0, budget_spent()))
+                lr = lr_at(config, state.step, total, min(1.0, spent))
                 loss = optimizer_step(model, optimizer, batch.to(device, non_blocking=True), config, lr,
                                       world_size=dist.world_size, encode=encode, decode=decode)
                 state.step += 1
@@ -453,7 +454,8 @@ def _run(config: TrainConfig, recipe, model, point, device: torch.device, dist: 
                 if epoch_end:
                     state.epochs_done += 1
                 bar.update(1)
-                out_of_time = budget_s is not None and budget_spent() >= 1
+                spent = budget_spent()
+                out_of_time = spent >= 1
                 if state.step % config.log_every == 0 or epoch_end or out_of_time or state.step == total:
                     logs.train_row(run, lr, bar)
                 if (epoch_end or out_of_time) and vset is not None:
